@@ -1,0 +1,50 @@
+"""piapi-mcp: PiAPI's generation API (Flux Kontext first) as MCP tools that never lose a paid task."""
+
+from piapi_mcp.client import PiAPIClient
+from piapi_mcp.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidResponseError,
+    MissingAPIKeyError,
+    NotFoundError,
+    PiAPIError,
+    RateLimitError,
+    UpstreamServerError,
+)
+from piapi_mcp.models import KontextInput, Task, TaskResult
+from piapi_mcp.server import ServerSettings, create_server
+from piapi_mcp.simulator import Fault, PiAPISimulator, SimulatorControls
+from piapi_mcp.timing import Clock, ManualClock, SystemClock
+from piapi_mcp.waiting import DurationEstimator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Clock",
+    "DurationEstimator",
+    "Fault",
+    "InvalidResponseError",
+    "KontextInput",
+    "ManualClock",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PiAPIClient",
+    "PiAPIError",
+    "PiAPISimulator",
+    "RateLimitError",
+    "ServerSettings",
+    "SimulatorControls",
+    "SystemClock",
+    "Task",
+    "TaskResult",
+    "UpstreamServerError",
+    "create_server",
+]

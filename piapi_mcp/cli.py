@@ -1,0 +1,216 @@
+"""The ``piapi-mcp`` command: serve over stdio / SSE / Streamable HTTP, run the demo or the simulator.
+
+    piapi-mcp                                   stdio MCP server (what MCP hosts launch)
+    piapi-mcp --transport streamable-http       HTTP on 127.0.0.1:8000/mcp (sse: /sse)
+    piapi-mcp --sandbox                         against the built-in PiAPI simulator, no key needed
+    piapi-mcp demo                              one full kontext_edit through a real MCP session
+    piapi-mcp simulator --port 8765             the PiAPI simulator alone, for tests and benchmarks
+
+Logs go to stderr only: on stdio, stdout is the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+import httpx2
+
+from piapi_mcp.client import DEFAULT_BASE_URL, DEFAULT_HTTP_TIMEOUT, PiAPIClient
+
+SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
+DEFAULT_SANDBOX_DURATION: Final = 8.0
+DEMO_IMAGE: Final = "https://piapi.ai/dashboard/flux/input_example.png"
+DEMO_PROMPT: Final = "make the sky purple and add the word Pineapple in big letters"
+_TRANSPORTS: Final = ("stdio", "sse", "streamable-http")
+
+logger = logging.getLogger("piapi_mcp")
+
+
+class ConfigError(Exception):
+    """A setting has a value we cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings read from the environment, then overridden by flags."""
+
+    api_key: str | None
+    base_url: str
+    wait_seconds: float
+    http_timeout: float
+    sandbox: bool
+    sandbox_duration: float
+
+    @classmethod
+    def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
+        """Read ``PIAPI_*`` variables and apply command-line flags over them.
+
+        Raises:
+            ConfigError: a number that is not a number, or out of range.
+        """
+        from piapi_mcp.server import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
+
+        def number(name: str, flag: float | None, default: float, low: float, high: float) -> float:
+            if flag is not None:
+                value = flag
+            else:
+                raw = env.get(name, "").strip()
+                if not raw:
+                    return default
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise ConfigError(f"{name}={raw!r} is not a number of seconds.") from None
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
+            return value
+
+        return cls(
+            api_key=(env.get("PIAPI_API_KEY") or "").strip() or None,
+            base_url=(getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL).strip(),
+            wait_seconds=number(
+                "PIAPI_WAIT_SECONDS", getattr(args, "wait_seconds", None), DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS
+            ),
+            http_timeout=number(
+                "PIAPI_HTTP_TIMEOUT", getattr(args, "http_timeout", None), DEFAULT_HTTP_TIMEOUT, 1, 600
+            ),
+            sandbox=bool(getattr(args, "sandbox", False)),
+            sandbox_duration=number("PIAPI_SANDBOX_DURATION", None, DEFAULT_SANDBOX_DURATION, 0, 600),
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with ``demo`` and ``simulator`` as sub-commands and serving as the default."""
+    parser = argparse.ArgumentParser(
+        prog="piapi-mcp",
+        description="PiAPI (Flux Kontext image editing) as MCP tools. Without a sub-command, serves MCP.",
+    )
+    _add_server_flags(parser)
+    commands = parser.add_subparsers(dest="command")
+    demo = commands.add_parser("demo", help="run one kontext_edit end to end through an MCP session")
+    demo.add_argument("--prompt", default=DEMO_PROMPT, help="the edit to ask for")
+    demo.add_argument("--image", default=DEMO_IMAGE, help="URL of the picture to edit")
+    demo.add_argument("--wait-seconds", type=float, default=None, help="budget of each tool call")
+    sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--duration", type=float, default=10.0, help="seconds a task spends processing")
+    sim.add_argument("--queue-seconds", type=float, default=1.0, help="seconds a task stays pending")
+    return parser
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", choices=_TRANSPORTS, default="stdio", help="default: stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--sandbox", action="store_true", help="use the built-in PiAPI simulator (no key)")
+    parser.add_argument("--base-url", default=None, help=f"PiAPI base URL (env PIAPI_BASE_URL; {DEFAULT_BASE_URL})")
+    parser.add_argument("--wait-seconds", type=float, default=None, help="default wait budget (env PIAPI_WAIT_SECONDS)")
+    parser.add_argument("--http-timeout", type=float, default=None, help="seconds per PiAPI request (env PIAPI_HTTP_TIMEOUT)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``piapi-mcp`` console script and ``python -m piapi_mcp``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    # httpx2 logs every request at INFO; that is noise on a host's log pane.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        if args.command == "simulator":
+            anyio.run(_run_simulator, args)
+            return
+        config = Config.load(args)
+        if args.command == "demo":
+            from piapi_mcp.demo import run_demo
+
+            sys.exit(anyio.run(run_demo, config, args.prompt, args.image, args.wait_seconds))
+        anyio.run(serve, config, args.transport, args.host, args.port)
+    except ConfigError as err:
+        print(f"piapi-mcp: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+async def serve(config: Config, transport: str, host: str, port: int) -> None:
+    """Run the MCP server on ``transport`` until it is stopped."""
+    from piapi_mcp.server import ServerSettings, create_server
+
+    async with _piapi_client(config) as (client, simulated):
+        server = create_server(client, ServerSettings(wait_seconds=config.wait_seconds, simulated=simulated))
+        if not client.has_api_key:
+            logger.warning("PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)")
+        if transport == "stdio":
+            await server.run_stdio_async()
+            return
+        import uvicorn
+
+        if transport == "sse":
+            app: Any = server.sse_app(host=host)
+            path = "/sse"
+        else:
+            app = server.streamable_http_app(host=host)
+            path = "/mcp"
+        logger.info("serving MCP over %s at http://%s:%d%s", transport, host, port, path)
+        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
+@asynccontextmanager
+async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool]]:
+    """The PiAPI client for ``config``: the real API, or a simulator started in this process."""
+    limits = httpx2.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx2.AsyncClient(limits=limits) as http:
+        if not config.sandbox:
+            yield PiAPIClient(http, api_key=config.api_key, base_url=config.base_url, timeout=config.http_timeout), False
+            return
+        from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
+
+        simulator = PiAPISimulator(controls=SimulatorControls(duration=config.sandbox_duration))
+        async with serve_app_on_loopback(simulator.app) as base_url:
+            logger.info("sandbox: PiAPI simulator at %s (results are simulated, no credits used)", base_url)
+            yield PiAPIClient(http, api_key=SANDBOX_API_KEY, base_url=base_url, timeout=config.http_timeout), True
+
+
+@asynccontextmanager
+async def serve_app_on_loopback(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 inside this event loop; yields its base URL.
+
+    The socket is bound and listening before this yields, so the URL answers at once.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    bound_port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            try:
+                yield f"http://127.0.0.1:{bound_port}"
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+async def _run_simulator(args: argparse.Namespace) -> None:
+    from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
+
+    simulator = PiAPISimulator(controls=SimulatorControls(duration=args.duration, queue_seconds=args.queue_seconds))
+    async with serve_app_on_loopback(simulator.app, args.port) as url:
+        print(f"PiAPI simulator listening on {url} (any X-API-Key is accepted)", file=sys.stderr, flush=True)
+        await anyio.sleep_forever()

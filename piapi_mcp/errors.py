@@ -1,0 +1,217 @@
+"""Errors raised by the PiAPI client, one small tree, mapped from HTTP in one place.
+
+    PiAPIError                      every failure talking to PiAPI
+    ├── MissingAPIKeyError          no PIAPI_API_KEY configured
+    ├── APIConnectionError          the request did not get an HTTP answer
+    │   └── APITimeoutError         ... because it took longer than the time-out
+    ├── InvalidResponseError        an answer that is not PiAPI's JSON envelope
+    └── APIStatusError              PiAPI answered with an error status or code
+        ├── BadRequestError         400 / 422: PiAPI refused the input
+        ├── AuthenticationError     401 / 403: the key is wrong or not allowed
+        ├── NotFoundError           404: no such task (or it expired)
+        ├── RateLimitError          429: too many requests (carries Retry-After)
+        └── UpstreamServerError     5xx: PiAPI itself failed
+
+Every message is written for the person reading it: what happened and what to do next. It never
+contains the API key nor a raw HTML body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx2
+
+_MAX_UPSTREAM_TEXT = 300
+
+
+class PiAPIError(Exception):
+    """Base of every error the PiAPI client raises; ``str(err)`` is a sentence for a person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MissingAPIKeyError(PiAPIError):
+    """No API key is configured, so no request can be sent."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No PiAPI key is set: put your key in the PIAPI_API_KEY environment variable of this "
+            "MCP server (in Claude Desktop, under \"env\" in its config), or start the server with "
+            "--sandbox to try everything against the built-in simulator without a key."
+        )
+
+
+class APIConnectionError(PiAPIError):
+    """The request got no HTTP answer (DNS, refused connection, reset, TLS...)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """PiAPI did not answer within the configured time-out."""
+
+
+class InvalidResponseError(PiAPIError):
+    """PiAPI answered, but not with its ``{code, data, message}`` JSON envelope."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class APIStatusError(PiAPIError):
+    """PiAPI answered with an HTTP error status or an error ``code`` in its envelope."""
+
+    def __init__(self, message: str, *, status_code: int, upstream_message: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.upstream_message = upstream_message
+
+
+class BadRequestError(APIStatusError):
+    """PiAPI refused the request's input (400 or 422)."""
+
+
+class AuthenticationError(APIStatusError):
+    """PiAPI refused the API key (401) or the account may not do this (403)."""
+
+
+class NotFoundError(APIStatusError):
+    """PiAPI knows no such task: a wrong id, another account's task, or one it has pruned."""
+
+
+class RateLimitError(APIStatusError):
+    """PiAPI is rate limiting this account (429)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        upstream_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, upstream_message=upstream_message)
+        self.retry_after = retry_after
+
+
+class UpstreamServerError(APIStatusError):
+    """PiAPI failed on its side (5xx)."""
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Return ``text`` with every occurrence of ``secret`` replaced by ``***``.
+
+    Secrets shorter than 8 characters are not real PiAPI keys and would mangle ordinary words.
+    """
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _clean_upstream_text(text: str, secret: str | None) -> str:
+    text = redact(re.sub(r"\s+", " ", text).strip(), secret)
+    if len(text) > _MAX_UPSTREAM_TEXT:
+        text = text[: _MAX_UPSTREAM_TEXT - 1] + "…"
+    return text
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header given in seconds; ``None`` if absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[str, Any]:
+    """Return PiAPI's JSON envelope from ``response``, or raise the error it stands for.
+
+    This is the one place where HTTP statuses and envelope codes become exceptions.
+
+    Raises:
+        APIStatusError: a subclass for the HTTP status, or for an error ``code`` in the body.
+        InvalidResponseError: the body is not a JSON object with PiAPI's ``code``.
+    """
+    body: Any
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        body = None
+    envelope = body if isinstance(body, dict) and "code" in body else None
+    upstream = None
+    if envelope is not None and isinstance(envelope.get("message"), str) and envelope["message"]:
+        upstream = _clean_upstream_text(envelope["message"], api_key)
+
+    status = response.status_code
+    if status >= 400:
+        raise _status_error(status, upstream, response.headers.get("retry-after"))
+    if envelope is None:
+        kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+        raise InvalidResponseError(
+            f"PiAPI answered HTTP {status} with {kind} instead of its JSON envelope; the service may be "
+            "having trouble, or PIAPI_BASE_URL may point at the wrong server. Try again in a minute.",
+            status_code=status,
+        )
+    code = envelope.get("code")
+    if code not in (0, 200):
+        # Some PiAPI errors come back as HTTP 200 with the error in the envelope's code.
+        as_status = code if isinstance(code, int) and 400 <= code <= 599 else 400
+        raise _status_error(as_status, upstream, response.headers.get("retry-after"))
+    return envelope
+
+
+def _status_error(status: int, upstream: str | None, retry_after_header: str | None) -> APIStatusError:
+    said = f" (PiAPI said: {upstream})" if upstream else ""
+    if status in (400, 422):
+        return BadRequestError(
+            f"PiAPI refused the request as invalid{said}; fix the arguments and try again.",
+            status_code=status,
+            upstream_message=upstream,
+        )
+    if status == 401:
+        return AuthenticationError(
+            f"PiAPI rejected the API key (HTTP 401){said}; check PIAPI_API_KEY in this server's environment.",
+            status_code=status,
+            upstream_message=upstream,
+        )
+    if status == 403:
+        return AuthenticationError(
+            f"PiAPI refused this for the account (HTTP 403){said}; the plan may not include it, "
+            "or the key may lack access.",
+            status_code=status,
+            upstream_message=upstream,
+        )
+    if status == 404:
+        return NotFoundError(
+            f"PiAPI has no such task{said}; check the task id (tasks of other accounts and old tasks "
+            "are not visible).",
+            status_code=status,
+            upstream_message=upstream,
+        )
+    if status == 429:
+        retry_after = parse_retry_after(retry_after_header)
+        when = f"after {retry_after:g} s" if retry_after is not None else "in a little while"
+        return RateLimitError(
+            f"PiAPI is rate limiting this account (HTTP 429){said}; try again {when}.",
+            status_code=status,
+            upstream_message=upstream,
+            retry_after=retry_after,
+        )
+    if status >= 500:
+        return UpstreamServerError(
+            f"PiAPI had a server error (HTTP {status}){said}; try again in a minute.",
+            status_code=status,
+            upstream_message=upstream,
+        )
+    return APIStatusError(
+        f"PiAPI answered HTTP {status}{said}.",
+        status_code=status,
+        upstream_message=upstream,
+    )

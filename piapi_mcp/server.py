@@ -1,0 +1,524 @@
+"""The MCP layer: a thin typed adapter that exposes the PiAPI client as tools and resources.
+
+Tools: ``kontext_edit`` (create + wait), ``get_task`` (look up / keep waiting), ``cancel_task``.
+Resource template: ``piapi://tasks/{task_id}``. Every tool reports the task id in its first
+progress message, so a host that cuts the call off still has it.
+"""
+
+
+import inspect
+import logging
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from piapi_mcp.client import PiAPIClient
+from piapi_mcp.errors import BadRequestError, PiAPIError
+from piapi_mcp.models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    HTTP_URL_PATTERN,
+    KONTEXT_MODEL,
+    KONTEXT_TASK_TYPE,
+    TASK_ID_PATTERN,
+    ImageRef,
+    KontextInput,
+    Task,
+    TaskResult,
+)
+from piapi_mcp.timing import Clock, SystemClock
+from piapi_mcp.waiting import DurationEstimator, WaitOutcome, WaitUpdate, estimate_eta, wait_for_task
+
+logger = logging.getLogger("piapi_mcp")
+
+DEFAULT_WAIT_SECONDS: Final = 45.0
+MAX_WAIT_SECONDS: Final = 900.0
+SERVER_NAME: Final = "piapi-mcp"
+
+INSTRUCTIONS: Final = (
+    "Tools for PiAPI's image generation API. kontext_edit edits a picture from a text instruction "
+    "(Flux Kontext). PiAPI tasks take 10-120 s and cost credits: a tool waits up to wait_seconds and, "
+    "if the task is not finished by then, returns its task_id with status still running. That is not "
+    "an error; call get_task with that task_id (and wait_seconds) to keep waiting. Never create the "
+    "same edit again just because it is slow: that pays twice."
+)
+
+TaskId = Annotated[
+    str,
+    Field(
+        pattern=TASK_ID_PATTERN,
+        description="The PiAPI task id, as returned by kontext_edit (e.g. '8718d5c1-aae9-4cd5-a243-84eeb1e01117').",
+    ),
+]
+
+
+@dataclass
+class ServerSettings:
+    """How the MCP layer behaves (the PiAPI client carries the connection settings)."""
+
+    #: Default for ``wait_seconds`` when a call gives none (below hosts' ~60 s cut-off).
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
+    #: Results say they are simulated (the ``--sandbox`` mode).
+    simulated: bool = False
+    clock: Clock = field(default_factory=SystemClock)
+    estimator: DurationEstimator = field(default_factory=DurationEstimator)
+
+
+class PiAPIMCPServer(MCPServer[Any]):
+    """``MCPServer`` whose argument errors read as one sentence naming the field."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any]) -> Any:
+        """Run a tool; turn argument validation failures into a plain-language tool error."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as err:
+            if isinstance(err.__cause__, ValidationError):
+                raise ToolError(describe_invalid_arguments(name, err.__cause__)) from err.__cause__
+            raise
+
+
+def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -> MCPServer[Any]:
+    """Build the MCP server over ``client``. Nothing global: call it once per server instance."""
+    settings = settings or ServerSettings()
+    server = PiAPIMCPServer(SERVER_NAME, instructions=INSTRUCTIONS)
+    tasks = _TaskTools(client, settings)
+
+    @model_arguments(KontextInput)
+    async def kontext_edit(
+        request: KontextInput,
+        *,
+        ctx: Context[Any, Any],
+        wait_seconds: Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description=(
+                    "How long to wait for the result before returning, in seconds (default "
+                    f"{settings.wait_seconds:g}; 0 returns at once with the task id). An unfinished task "
+                    "is not lost: continue with get_task."
+                ),
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, TaskResult]:
+        """Edit a picture with PiAPI's Flux Kontext from a plain-language instruction.
+
+        Give the image URL and what to change ("make the sky purple", "remove the car"). Creates a
+        PiAPI task (costs credits) and waits up to wait_seconds for the edited image, reporting
+        progress; the first progress message carries the task id. If the task is still running when
+        the wait ends, the result says so with its task_id: call get_task with that id to keep
+        waiting. Do not call kontext_edit again for the same edit; that creates and pays for a
+        second task.
+        """
+        return await tasks.create_and_follow(request, ctx, wait_seconds)
+
+    async def get_task(
+        task_id: TaskId,
+        ctx: Context[Any, Any],
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=MAX_WAIT_SECONDS,
+                description="Seconds to wait for the task to finish before answering (0, the default, "
+                "answers at once).",
+            ),
+        ] = 0,
+    ) -> Annotated[CallToolResult, TaskResult]:
+        """Look up any PiAPI task of this account by id: its status, output images and cost.
+
+        Use it to resume a kontext_edit that returned before its task finished, or to fetch a task
+        started elsewhere. With wait_seconds > 0 it waits (with progress) until the task finishes
+        or the time is up; waiting again is always safe and costs nothing.
+        """
+        return await tasks.look_up(task_id, ctx, wait_seconds)
+
+    async def cancel_task(task_id: TaskId) -> Annotated[CallToolResult, TaskResult]:
+        """Ask PiAPI to cancel a task that has not started yet.
+
+        PiAPI only cancels tasks still pending; once processing, a task runs to the end (and is
+        charged). Returns the task's state after the request.
+        """
+        return await tasks.cancel(task_id)
+
+    server.add_tool(
+        kontext_edit,
+        title="Edit an image (Flux Kontext)",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    server.add_tool(
+        get_task,
+        title="Get a PiAPI task",
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    server.add_tool(
+        cancel_task,
+        title="Cancel a PiAPI task",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+
+    @server.resource(
+        "piapi://tasks/{task_id}",
+        name="piapi-task",
+        title="PiAPI task",
+        description="The current state of a PiAPI task, normalised, as JSON.",
+        mime_type="application/json",
+    )
+    async def task_resource(task_id: str) -> str:
+        """The current state of a PiAPI task as JSON (the same fields as the tools' structured content)."""
+        return await tasks.as_json(task_id)
+
+    return server
+
+
+class _TaskTools:
+    """What the tools do, over the PiAPI client; MCP types appear only at the edges."""
+
+    def __init__(self, client: PiAPIClient, settings: ServerSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.clock = settings.clock
+
+    async def create_and_follow(
+        self, request: KontextInput, ctx: Context[Any, Any], wait_seconds: float | None
+    ) -> CallToolResult:
+        budget = self.settings.wait_seconds if wait_seconds is None else wait_seconds
+        started = self.clock.monotonic()
+        try:
+            task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, request.model_dump())
+        except PiAPIError as err:
+            raise ToolError(f"{err.message} No task was created.") from err
+        logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
+        return await self._follow(task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget)
+
+    async def look_up(self, task_id: str, ctx: Context[Any, Any], wait_seconds: float) -> CallToolResult:
+        started = self.clock.monotonic()
+        task = await self._get(task_id)
+        if task.done or wait_seconds <= 0:
+            return self._result(task, elapsed=self._age(task, started), eta=None)
+        return await self._follow(
+            task, ctx, started=started, created_at=started - self._age(task, started), budget=wait_seconds
+        )
+
+    async def cancel(self, task_id: str) -> CallToolResult:
+        try:
+            await self.client.cancel_task(task_id)
+        except BadRequestError as err:
+            said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
+            raise ToolError(
+                f"PiAPI could not cancel task {task_id}{said}; PiAPI only cancels tasks that are still "
+                "pending, and one already processing runs to the end. Check it with get_task."
+            ) from err
+        except PiAPIError as err:
+            raise ToolError(err.message) from err
+        task = await self._get(task_id)
+        return self._result(task, elapsed=None, eta=None)
+
+    async def as_json(self, task_id: str) -> str:
+        if not _valid_task_id(task_id):
+            raise ResourceError(f"{task_id!r} is not a PiAPI task id.")
+        try:
+            task = await self.client.get_task(task_id)
+        except PiAPIError as err:
+            raise ResourceError(err.message) from err
+        return self._task_result(task, elapsed=None, eta=None).model_dump_json(indent=2)
+
+    async def _get(self, task_id: str) -> Task:
+        try:
+            return await self.client.get_task(task_id)
+        except PiAPIError as err:
+            raise ToolError(err.message) from err
+
+    def _age(self, task: Task, now: float) -> float:
+        if task.created_at is None:
+            return 0.0
+        return max(0.0, (self.clock.now() - task.created_at).total_seconds())
+
+    async def _follow(
+        self, task: Task, ctx: Context[Any, Any], *, started: float, created_at: float, budget: float
+    ) -> CallToolResult:
+        """Report the id at once, then wait until done or out of budget; never lose the id."""
+        progress = _ProgressReporter(ctx, self.clock, started)
+        await progress.send(
+            f"PiAPI task {task.task_id} is {task.status}; waiting up to {budget:g} s. If this call is cut "
+            f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
+        )
+        if task.done:
+            return self._result(task, elapsed=self._age(task, started), eta=None)
+
+        async def on_update(update: WaitUpdate) -> None:
+            await progress.send(_progress_message(update), total=_total(update))
+
+        try:
+            outcome = await wait_for_task(
+                self.client,
+                task,
+                clock=self.clock,
+                estimator=self.settings.estimator,
+                deadline=started + budget,
+                created_at=created_at,
+                on_update=on_update,
+            )
+        except anyio.get_cancelled_exc_class():
+            logger.info("call cancelled by the client; PiAPI task %s left running", task.task_id)
+            raise
+        except PiAPIError as err:
+            raise ToolError(
+                f"{err.message} (PiAPI task {task.task_id} was created; check it later with get_task.)"
+            ) from err
+        except Exception as err:
+            logger.exception("unexpected error while waiting for PiAPI task %s", task.task_id)
+            raise ToolError(
+                f"Something went wrong while waiting for PiAPI task {task.task_id}; the task itself is "
+                f'safe on PiAPI: get it with get_task(task_id="{task.task_id}").'
+            ) from err
+        return self._outcome_result(outcome)
+
+    def _outcome_result(self, outcome: WaitOutcome) -> CallToolResult:
+        note = None
+        if outcome.last_error is not None and not outcome.task.done:
+            note = f"The last check on it failed: {outcome.last_error.message}"
+        return self._result(outcome.task, elapsed=outcome.elapsed, eta=outcome.eta, note=note)
+
+    def _task_result(self, task: Task, *, elapsed: float | None, eta: float | None) -> TaskResult:
+        done = task.done
+        return TaskResult(
+            task_id=task.task_id,
+            model=task.model,
+            task_type=task.task_type,
+            status=task.status,
+            done=done,
+            images=[ImageRef(url=url) for url in task.images],
+            usage=task.usage,
+            error=task.error if task.status == FAILED else None,
+            created_at=task.created_at,
+            started_at=task.started_at,
+            ended_at=task.ended_at,
+            elapsed_seconds=(task.duration_seconds if done and task.duration_seconds is not None else elapsed),
+            eta_seconds=None if done else eta,
+            next=None if done else _resume_hint(task.task_id),
+            simulated=self.settings.simulated,
+        )
+
+    def _result(
+        self, task: Task, *, elapsed: float | None, eta: float | None, note: str | None = None
+    ) -> CallToolResult:
+        structured = self._task_result(task, elapsed=elapsed, eta=eta)
+        text = _summary(structured)
+        if note:
+            text += f"\n{note}"
+        if structured.simulated:
+            text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: no credits were used.)"
+        content: list[Any] = [TextContent(type="text", text=text)]
+        for index, image in enumerate(structured.images, start=1):
+            content.append(
+                ResourceLink(
+                    type="resource_link",
+                    name=f"{task.task_id}-image-{index}",
+                    title=f"Output image {index} of PiAPI task {task.task_id}",
+                    uri=image.url,
+                    mime_type=_image_mime_type(image.url),
+                )
+            )
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                name=f"task-{task.task_id}",
+                title=f"PiAPI task {task.task_id}",
+                uri=f"piapi://tasks/{task.task_id}",
+                mime_type="application/json",
+            )
+        )
+        return CallToolResult(
+            content=content,
+            structured_content=structured.model_dump(mode="json"),
+            is_error=task.status == FAILED,
+        )
+
+
+class _ProgressReporter:
+    """Sends progress notifications whose ``progress`` always increases (elapsed seconds)."""
+
+    def __init__(self, ctx: Context[Any, Any], clock: Clock, started: float) -> None:
+        self._ctx = ctx
+        self._clock = clock
+        self._started = started
+        self._last = -1.0
+
+    async def send(self, message: str, total: float | None = None) -> None:
+        progress = max(round(self._clock.monotonic() - self._started, 1), round(self._last + 0.1, 1))
+        self._last = progress
+        try:
+            await self._ctx.report_progress(progress, total if total and total > progress else None, message)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:  # a client gone away must not fail the task it created
+            logger.debug("progress notification could not be sent", exc_info=True)
+
+
+def _progress_message(update: WaitUpdate) -> str:
+    task = update.task
+    text = f"PiAPI task {task.task_id}: {task.status}, {update.elapsed:.0f} s elapsed"
+    if not task.done and update.eta is not None:
+        text += f", about {update.eta:.0f} s left" if update.eta >= 1 else ", finishing any moment"
+    return text
+
+
+def _total(update: WaitUpdate) -> float | None:
+    return None if update.eta is None else update.elapsed + update.eta
+
+
+def _resume_hint(task_id: str) -> str:
+    return (
+        f'Still running on PiAPI. Call get_task with {{"task_id": "{task_id}", "wait_seconds": '
+        f"{DEFAULT_WAIT_SECONDS:g}}} to wait for the result; do not create the edit again."
+    )
+
+
+def _summary(result: TaskResult) -> str:
+    tid = result.task_id
+    if result.status == COMPLETED:
+        took = f" in {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
+        if not result.images:
+            return f"PiAPI task {tid} completed{took}, but PiAPI returned no image URL."
+        urls = "\n".join(image.url for image in result.images)
+        count = "1 image" if len(result.images) == 1 else f"{len(result.images)} images"
+        return f"PiAPI task {tid} completed{took}: {count}.\n{urls}"
+    if result.status == FAILED:
+        reason = result.error.message if result.error else "no reason given"
+        code = f" (code {result.error.code})" if result.error and result.error.code else ""
+        return (
+            f"PiAPI task {tid} failed: {reason}{code}. Nothing was produced; try again with a "
+            "different prompt or image."
+        )
+    if result.status == CANCELLED:
+        return f"PiAPI task {tid} was cancelled."
+    if result.done:
+        return f"PiAPI task {tid} ended with status {result.status}."
+    elapsed = f" after {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
+    eta = f" (about {result.eta_seconds:.0f} s left)" if result.eta_seconds is not None else ""
+    return (
+        f"PiAPI task {tid} is still {result.status}{elapsed}{eta}. It is not lost: call get_task "
+        f'with task_id "{tid}" and wait_seconds {DEFAULT_WAIT_SECONDS:g} to get the result.'
+    )
+
+
+def _image_mime_type(url: str) -> str:
+    path = url.split("?", 1)[0].lower()
+    for suffix, mime in ((".jpg", "image/jpeg"), (".jpeg", "image/jpeg"), (".webp", "image/webp"),
+                         (".gif", "image/gif")):
+        if path.endswith(suffix):
+            return mime
+    return "image/png"
+
+
+def _valid_task_id(task_id: str) -> bool:
+    import re
+
+    return re.fullmatch(TASK_ID_PATTERN, task_id) is not None
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+_PATTERN_MEANINGS: Final = {
+    HTTP_URL_PATTERN: "must be an http:// or https:// URL",
+    r"\S": "must not be blank",
+    TASK_ID_PATTERN: "must be a PiAPI task id (letters, digits, '-', '_' or '.')",
+}
+
+
+def describe_invalid_arguments(tool: str, error: ValidationError) -> str:
+    """One sentence naming each bad argument of ``tool`` and what it must be."""
+    problems = [_describe_problem(tool, err) for err in error.errors()]
+    return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
+
+
+def _describe_problem(tool: str, err: Any) -> str:
+    name = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    got = _shown(err.get("input"))
+    if kind == "missing":
+        return f"`{name}` is required"
+    if kind == "string_too_short":
+        return f"`{name}` must not be empty"
+    if kind == "string_too_long":
+        return f"`{name}` must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        meaning = _PATTERN_MEANINGS.get(ctx.get("pattern", ""), "is not in an accepted form")
+        return f"`{name}` {meaning} (got {got})"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"`{name}` must be at least {ctx.get('ge', ctx.get('gt'))} (got {got})"
+    if kind in ("less_than_equal", "less_than"):
+        return f"`{name}` must be at most {ctx.get('le', ctx.get('lt'))} (got {got})"
+    if kind.startswith("int_"):
+        return f"`{name}` must be a whole number (got {got})"
+    if kind.startswith("float_"):
+        return f"`{name}` must be a number (got {got})"
+    if kind.startswith("string_"):
+        return f"`{name}` must be a string (got {got})"
+    if kind == "extra_forbidden":
+        return f"`{name}` is not an argument of {tool}"
+    return f"`{name}`: {err.get('msg', 'invalid value')}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def model_arguments(
+    model: type[BaseModel],
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Expose ``model``'s fields as the tool's top-level arguments.
+
+    The decorated function takes the validated model as its first parameter; its other
+    parameters (controls such as ``wait_seconds``, and the MCP ``Context``) stay as they are.
+    The SDK builds the tool's ``inputSchema`` from the resulting signature, so the schema is the
+    model's, constraints and descriptions included, with nothing copied by hand.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = list(inspect.signature(fn).parameters.values())[1:]
+        fields = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[info.annotation, info],
+                default=inspect.Parameter.empty if info.is_required() else info.default,
+            )
+            for name, info in model.model_fields.items()
+        ]
+        controls = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in own]
+        control_names = {p.name for p in controls}
+
+        async def wrapper(**kwargs: Any) -> Any:
+            extra = {name: kwargs.pop(name) for name in list(kwargs) if name in control_names}
+            return await fn(model.model_validate(kwargs), **extra)
+
+        signature = inspect.Signature(fields + controls, return_annotation=hints["return"])
+        wrapper.__name__ = fn.__name__
+        wrapper.__qualname__ = fn.__qualname__
+        wrapper.__doc__ = fn.__doc__
+        wrapper.__signature__ = signature  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {
+            "return": signature.return_annotation
+        }
+        return wrapper
+
+    return decorate

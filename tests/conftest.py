@@ -1,0 +1,81 @@
+"""Shared fixtures: a PiAPI simulator on a manual clock, the MCP server over it, MCP clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+
+from piapi_mcp import (
+    ManualClock,
+    PiAPIClient,
+    PiAPISimulator,
+    ServerSettings,
+    SimulatorControls,
+    create_server,
+)
+
+API_KEY = "test-key-0123456789abcdef"
+SIM_BASE_URL = "http://piapi.test"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def simulator(clock: ManualClock) -> PiAPISimulator:
+    return PiAPISimulator(clock, SimulatorControls(api_keys=frozenset({API_KEY})))
+
+
+@dataclass
+class Progress:
+    """Records progress notifications of one call."""
+
+    seen: list[tuple[float, float | None, str | None]] = field(default_factory=list)
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.seen.append((progress, total, message))
+
+    @property
+    def messages(self) -> list[str]:
+        return [message or "" for _, _, message in self.seen]
+
+
+@pytest.fixture
+def progress() -> Progress:
+    return Progress()
+
+
+def make_server(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, *, api_key: str | None = API_KEY,
+    **settings: Any,
+) -> Any:
+    client = PiAPIClient(http, api_key=api_key, base_url=SIM_BASE_URL)
+    return create_server(client, ServerSettings(clock=clock, **settings))
+
+
+@pytest.fixture
+async def http(simulator: PiAPISimulator) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(simulator.app), base_url=SIM_BASE_URL) as client:
+        yield client
+
+
+@pytest.fixture(params=["auto", "legacy"])
+async def mcp_client(
+    request: pytest.FixtureRequest, simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient
+) -> AsyncIterator[Client]:
+    """An MCP client session, in memory, in both protocol eras, on a server over the simulator."""
+    server = make_server(simulator, clock, http)
+    async with Client(server, raise_exceptions=True, mode=request.param) as client:
+        yield client
