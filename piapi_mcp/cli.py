@@ -76,9 +76,15 @@ class Config:
 
         return cls(
             api_key=(env.get("PIAPI_API_KEY") or "").strip() or None,
-            base_url=(getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL).strip(),
+            base_url=(
+                getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL
+            ).strip(),
             wait_seconds=number(
-                "PIAPI_WAIT_SECONDS", getattr(args, "wait_seconds", None), DEFAULT_WAIT_SECONDS, 0, MAX_WAIT_SECONDS
+                "PIAPI_WAIT_SECONDS",
+                getattr(args, "wait_seconds", None),
+                DEFAULT_WAIT_SECONDS,
+                0,
+                MAX_WAIT_SECONDS,
             ),
             http_timeout=number(
                 "PIAPI_HTTP_TIMEOUT", getattr(args, "http_timeout", None), DEFAULT_HTTP_TIMEOUT, 1, 600
@@ -100,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompt", default=DEMO_PROMPT, help="the edit to ask for")
     demo.add_argument("--image", default=DEMO_IMAGE, help="URL of the picture to edit")
     demo.add_argument("--wait-seconds", type=float, default=None, help="budget of each tool call")
+    commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
     sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--duration", type=float, default=10.0, help="seconds a task spends processing")
@@ -112,9 +119,15 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     parser.add_argument("--sandbox", action="store_true", help="use the built-in PiAPI simulator (no key)")
-    parser.add_argument("--base-url", default=None, help=f"PiAPI base URL (env PIAPI_BASE_URL; {DEFAULT_BASE_URL})")
-    parser.add_argument("--wait-seconds", type=float, default=None, help="default wait budget (env PIAPI_WAIT_SECONDS)")
-    parser.add_argument("--http-timeout", type=float, default=None, help="seconds per PiAPI request (env PIAPI_HTTP_TIMEOUT)")
+    parser.add_argument(
+        "--base-url", default=None, help=f"PiAPI base URL (env PIAPI_BASE_URL; {DEFAULT_BASE_URL})"
+    )
+    parser.add_argument(
+        "--wait-seconds", type=float, default=None, help="default wait budget (env PIAPI_WAIT_SECONDS)"
+    )
+    parser.add_argument(
+        "--http-timeout", type=float, default=None, help="seconds per PiAPI request (env PIAPI_HTTP_TIMEOUT)"
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -122,13 +135,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``piapi-mcp`` console script and ``python -m piapi_mcp``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        stream=sys.stderr, level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        stream=sys.stderr,
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     # httpx2 logs every request at INFO; that is noise on a host's log pane.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         if args.command == "simulator":
             anyio.run(_run_simulator, args)
+            return
+        if args.command == "config":
+            print(claude_desktop_config())
             return
         config = Config.load(args)
         if args.command == "demo":
@@ -143,6 +161,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         pass
 
 
+def claude_desktop_config() -> str:
+    """A ``mcpServers`` entry that launches this very installation (absolute path, so it works as pasted)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("piapi-mcp")
+    command = str(script) if script.exists() else (shutil.which("piapi-mcp") or "piapi-mcp")
+    entry = {"command": command, "args": [], "env": {"PIAPI_API_KEY": "paste-your-PiAPI-key-here"}}
+    return json.dumps({"mcpServers": {"piapi": entry}}, indent=2)
+
+
 async def serve(config: Config, transport: str, host: str, port: int) -> None:
     """Run the MCP server on ``transport`` until it is stopped."""
     from piapi_mcp.server import ServerSettings, create_server
@@ -150,7 +180,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     async with _piapi_client(config) as (client, simulated):
         server = create_server(client, ServerSettings(wait_seconds=config.wait_seconds, simulated=simulated))
         if not client.has_api_key:
-            logger.warning("PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)")
+            logger.warning(
+                "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"
+            )
         if transport == "stdio":
             await server.run_stdio_async()
             return
@@ -172,14 +204,22 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
     limits = httpx2.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx2.AsyncClient(limits=limits) as http:
         if not config.sandbox:
-            yield PiAPIClient(http, api_key=config.api_key, base_url=config.base_url, timeout=config.http_timeout), False
+            yield (
+                PiAPIClient(
+                    http, api_key=config.api_key, base_url=config.base_url, timeout=config.http_timeout
+                ),
+                False,
+            )
             return
         from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
         simulator = PiAPISimulator(controls=SimulatorControls(duration=config.sandbox_duration))
         async with serve_app_on_loopback(simulator.app) as base_url:
             logger.info("sandbox: PiAPI simulator at %s (results are simulated, no credits used)", base_url)
-            yield PiAPIClient(http, api_key=SANDBOX_API_KEY, base_url=base_url, timeout=config.http_timeout), True
+            yield (
+                PiAPIClient(http, api_key=SANDBOX_API_KEY, base_url=base_url, timeout=config.http_timeout),
+                True,
+            )
 
 
 @asynccontextmanager
@@ -210,7 +250,9 @@ async def serve_app_on_loopback(app: Any, port: int = 0) -> AsyncIterator[str]:
 async def _run_simulator(args: argparse.Namespace) -> None:
     from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
-    simulator = PiAPISimulator(controls=SimulatorControls(duration=args.duration, queue_seconds=args.queue_seconds))
+    simulator = PiAPISimulator(
+        controls=SimulatorControls(duration=args.duration, queue_seconds=args.queue_seconds)
+    )
     async with serve_app_on_loopback(simulator.app, args.port) as url:
         print(f"PiAPI simulator listening on {url} (any X-API-Key is accepted)", file=sys.stderr, flush=True)
         await anyio.sleep_forever()

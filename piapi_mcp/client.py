@@ -109,7 +109,8 @@ class PiAPIClient:
             )
         except httpx2.TimeoutException as err:
             raise APITimeoutError(
-                f"PiAPI did not answer within {self._timeout.read or 0:g} s; it may be busy. Try again shortly."
+                f"PiAPI did not answer within {self._timeout.read or 0:g} s; it may be busy. "
+                "Try again shortly."
             ) from err
         except httpx2.HTTPError as err:
             raise APIConnectionError(

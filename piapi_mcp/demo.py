@@ -18,7 +18,13 @@ from mcp.types import CallToolResult, ResourceLink
 
 from piapi_mcp.cli import Config
 
-_PASSED_ENV = ("PIAPI_API_KEY", "PIAPI_BASE_URL", "PIAPI_WAIT_SECONDS", "PIAPI_HTTP_TIMEOUT", "PIAPI_SANDBOX_DURATION")
+_PASSED_ENV = (
+    "PIAPI_API_KEY",
+    "PIAPI_BASE_URL",
+    "PIAPI_WAIT_SECONDS",
+    "PIAPI_HTTP_TIMEOUT",
+    "PIAPI_SANDBOX_DURATION",
+)
 
 
 def _say(text: str) -> None:
@@ -75,5 +81,7 @@ async def _report(result: CallToolResult) -> int:
         target.write_bytes(response.content)
         _say(f"Saved a copy: {target.resolve()}")
     except (httpx2.HTTPError, OSError) as err:
-        _say(f"(Could not save a copy: {type(err).__name__}; the URL above still works while PiAPI keeps it.)")
+        _say(
+            f"(Could not save a copy: {type(err).__name__}; the URL above still works while PiAPI keeps it.)"
+        )
     return 0

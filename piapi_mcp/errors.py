@@ -41,7 +41,7 @@ class MissingAPIKeyError(PiAPIError):
     def __init__(self) -> None:
         super().__init__(
             "No PiAPI key is set: put your key in the PIAPI_API_KEY environment variable of this "
-            "MCP server (in Claude Desktop, under \"env\" in its config), or start the server with "
+            'MCP server (in Claude Desktop, under "env" in its config), or start the server with '
             "--sandbox to try everything against the built-in simulator without a key."
         )
 

@@ -67,7 +67,9 @@ class KontextInput(BaseModel):
         default=28,
         ge=1,
         le=40,
-        description="Number of diffusion steps, 1 to 40 (PiAPI's maximum); more is slower and finer. Default 28.",
+        description=(
+            "Number of diffusion steps, 1 to 40 (PiAPI's maximum); more is slower and finer. Default 28."
+        ),
     )
     seed: int = Field(
         default=-1,
@@ -144,7 +146,7 @@ def _parse_time(value: object) -> datetime | None:
     if "." in text:
         head, _, rest = text.partition(".")
         digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -235,4 +237,6 @@ class TaskResult(BaseModel):
     )
     eta_seconds: float | None = Field(description="Estimated seconds left, when one can be estimated.")
     next: str | None = Field(description="What to do next while the task is not done; null once done.")
-    simulated: bool = Field(description="True when this came from the built-in PiAPI simulator (no credits used).")
+    simulated: bool = Field(
+        description="True when this came from the built-in PiAPI simulator (no credits used)."
+    )

@@ -5,7 +5,6 @@ Resource template: ``piapi://tasks/{task_id}``. Every tool reports the task id i
 progress message, so a host that cuts the call off still has it.
 """
 
-
 import inspect
 import logging
 import typing
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Final
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from piapi_mcp.client import PiAPIClient
@@ -35,7 +34,7 @@ from piapi_mcp.models import (
     TaskResult,
 )
 from piapi_mcp.timing import Clock, SystemClock
-from piapi_mcp.waiting import DurationEstimator, WaitOutcome, WaitUpdate, estimate_eta, wait_for_task
+from piapi_mcp.waiting import DurationEstimator, WaitOutcome, WaitUpdate, wait_for_task
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -55,7 +54,9 @@ TaskId = Annotated[
     str,
     Field(
         pattern=TASK_ID_PATTERN,
-        description="The PiAPI task id, as returned by kontext_edit (e.g. '8718d5c1-aae9-4cd5-a243-84eeb1e01117').",
+        description=(
+            "The PiAPI task id, as returned by kontext_edit (e.g. '8718d5c1-aae9-4cd5-a243-84eeb1e01117')."
+        ),
     ),
 ]
 
@@ -75,7 +76,9 @@ class ServerSettings:
 class PiAPIMCPServer(MCPServer[Any]):
     """``MCPServer`` whose argument errors read as one sentence naming the field."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any]) -> Any:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
         """Run a tool; turn argument validation failures into a plain-language tool error."""
         try:
             return await super().call_tool(name, arguments, context)
@@ -203,7 +206,9 @@ class _TaskTools:
         except PiAPIError as err:
             raise ToolError(f"{err.message} No task was created.") from err
         logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
-        return await self._follow(task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget)
+        return await self._follow(
+            task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget
+        )
 
     async def look_up(self, task_id: str, ctx: Context[Any, Any], wait_seconds: float) -> CallToolResult:
         started = self.clock.monotonic()
@@ -308,7 +313,9 @@ class _TaskTools:
             created_at=task.created_at,
             started_at=task.started_at,
             ended_at=task.ended_at,
-            elapsed_seconds=(task.duration_seconds if done and task.duration_seconds is not None else elapsed),
+            elapsed_seconds=(
+                task.duration_seconds if done and task.duration_seconds is not None else elapsed
+            ),
             eta_seconds=None if done else eta,
             next=None if done else _resume_hint(task.task_id),
             simulated=self.settings.simulated,
@@ -419,8 +426,12 @@ def _summary(result: TaskResult) -> str:
 
 def _image_mime_type(url: str) -> str:
     path = url.split("?", 1)[0].lower()
-    for suffix, mime in ((".jpg", "image/jpeg"), (".jpeg", "image/jpeg"), (".webp", "image/webp"),
-                         (".gif", "image/gif")):
+    for suffix, mime in (
+        (".jpg", "image/jpeg"),
+        (".jpeg", "image/jpeg"),
+        (".webp", "image/webp"),
+        (".gif", "image/gif"),
+    ):
         if path.endswith(suffix):
             return mime
     return "image/png"

@@ -283,8 +283,12 @@ def _fault_response(fault: Fault) -> Response:
             headers=headers,
         )
     if fault.body == "truncated":
-        return Response('{"code": 200, "data": {"task_id": "', status_code=fault.status,
-                        media_type="application/json", headers=headers)
+        return Response(
+            '{"code": 200, "data": {"task_id": "',
+            status_code=fault.status,
+            media_type="application/json",
+            headers=headers,
+        )
     if fault.body == "empty":
         return Response(b"", status_code=fault.status, headers=headers)
     messages = {429: "rate limit exceeded", 401: "Unauthorized: invalid api key"}
@@ -292,7 +296,9 @@ def _fault_response(fault: Fault) -> Response:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"code": status, "data": None, "message": message}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"code": status, "data": None, "message": message}, status_code=status, headers=headers
+    )
 
 
 def _spell(status: str, style: str) -> str:
@@ -322,14 +328,18 @@ def render_image(task_input: dict[str, Any]) -> bytes:
     digest = hashlib.sha256(prompt.encode()).digest()
     top, bottom = digest[:3], digest[3:6]
     gradient = Image.linear_gradient("L").resize((width, height))
-    image = Image.composite(Image.new("RGB", (width, height), tuple(bottom)),
-                            Image.new("RGB", (width, height), tuple(top)), gradient)
+    image = Image.composite(
+        Image.new("RGB", (width, height), tuple(bottom)),
+        Image.new("RGB", (width, height), tuple(top)),
+        gradient,
+    )
     draw = ImageDraw.Draw(image)
     size = max(12, width // 24)
     font = ImageFont.load_default(size=size)
     text = "\n".join(textwrap.wrap(f"PiAPI simulator: {prompt}", width=max(10, width // (size // 2 + 1))))
-    draw.multiline_text((size, size), text, fill=(255, 255, 255), font=font, stroke_width=2,
-                        stroke_fill=(0, 0, 0))
+    draw.multiline_text(
+        (size, size), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0)
+    )
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

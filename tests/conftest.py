@@ -58,7 +58,11 @@ def progress() -> Progress:
 
 
 def make_server(
-    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, *, api_key: str | None = API_KEY,
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    *,
+    api_key: str | None = API_KEY,
     **settings: Any,
 ) -> Any:
     client = PiAPIClient(http, api_key=api_key, base_url=SIM_BASE_URL)
@@ -67,7 +71,9 @@ def make_server(
 
 @pytest.fixture
 async def http(simulator: PiAPISimulator) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(simulator.app), base_url=SIM_BASE_URL) as client:
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(simulator.app), base_url=SIM_BASE_URL
+    ) as client:
         yield client
 
 

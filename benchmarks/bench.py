@@ -1,0 +1,687 @@
+"""Benchmark piapi-mcp end to end, against the bundled PiAPI simulator, on loopback only.
+
+    python benchmarks/bench.py            # full run (a few minutes)
+    python benchmarks/bench.py --quick    # smoke run (well under a minute)
+
+What it measures:
+
+1. Cold start: spawn ``python -m piapi_mcp`` over stdio until ``tools/list`` is answered.
+2. Polls and detection lag: ``kontext_edit`` calls run one after another through one stdio
+   server session per task duration, so the first call of each session is "cold" for the server's
+   duration estimator (prior 32.7 s) and the others are "warm". Polls are the
+   ``GET /api/v1/task/{id}`` requests the simulator received for the task; the lag is the wall
+   time at which the client had the completed result minus the task's ``ended_at``.
+3. Load: N concurrent ``kontext_edit`` calls over Streamable HTTP, in a cold burst (new server)
+   and then a warm one (same server), with the server's peak RSS.
+
+The simulator runs in its own process (this script started again with ``--simulator-child``),
+so it shares neither an event loop nor a GIL with the MCP server or the clients. It adds one
+route, ``GET /_bench/requests``, from which the polls are counted. Every child process is
+stopped on exit, and every wait is bounded.
+
+Prints a table and then, as the last line, one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Final
+
+import anyio
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
+
+REPO: Final = Path(__file__).resolve().parent.parent
+HOST: Final = "127.0.0.1"
+API_KEY: Final = "bench-key-not-a-secret"
+IMAGE: Final = "https://example.com/bench-input.png"
+WAIT_SECONDS: Final = 60.0
+
+COLD_START_TARGET: Final = 1.0
+POLL_TARGET: Final = 15
+POLL_TARGET_DURATION: Final = 30.0
+LAG_FLOOR: Final = 0.5
+LAG_FRACTION: Final = 0.05
+LOAD_SLACK: Final = 1.0
+
+START_TIMEOUT: Final = 30.0
+STOP_TIMEOUT: Final = 5.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work one run does."""
+
+    name: str
+    cold_starts: int
+    durations: tuple[float, ...]
+    calls_per_duration: int
+    load_calls: int
+    load_sessions: int
+    load_duration: float
+
+
+FULL: Final = Profile("full", 10, (7.0, 30.0), 3, 50, 5, 5.0)
+QUICK: Final = Profile("quick", 3, (2.0, 4.0), 3, 10, 2, 2.0)
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ColdStart:
+    runs: list[float]
+    median: float
+    max: float
+    python_bare_median: float
+    import_median: float
+    met: bool
+
+
+@dataclass
+class PollCall:
+    duration: float
+    call: int
+    estimator: str
+    task_id: str
+    status: str
+    polls: int
+    lag: float | None
+    lag_target: float
+    lag_met: bool
+    poll_target: int | None
+    polls_met: bool | None
+    call_seconds: float
+    progress_messages: int
+    max_progress_gap: float
+
+
+@dataclass
+class Burst:
+    label: str
+    calls: int
+    sessions: int
+    task_duration: float
+    session_open_seconds: float
+    wall_seconds: float
+    completed: int
+    errored: int
+    call_p50: float | None
+    call_max: float | None
+    lag_p50: float | None
+    lag_max: float | None
+    polls_per_task_mean: float | None
+    polls_per_task_max: int | None
+    target_seconds: float
+    met: bool
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Load:
+    bursts: list[Burst]
+    rss_idle_kib: int | None
+    rss_peak_kib: int | None
+
+
+@dataclass
+class Report:
+    profile: str
+    cpus: int | None
+    python: str
+    mcp_version: str
+    cold_start: ColdStart | None = None
+    polls: list[PollCall] = field(default_factory=list)
+    load: Load | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+# --- child processes -------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the child if this benchmark dies without cleaning up."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Children:
+    """The subprocesses this benchmark started (besides the stdio servers, which the SDK owns)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self._procs):
+            try:
+                self.stop(proc)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; raise if ``proc`` dies or time runs out."""
+    with anyio.fail_after(timeout):
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+            try:
+                stream = await anyio.connect_tcp(HOST, port)
+            except OSError:
+                await anyio.sleep(0.02)
+                continue
+            await stream.aclose()
+            return
+
+
+def base_env() -> dict[str, str]:
+    """This environment without any PIAPI_* variable, so only what the benchmark sets applies."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIAPI_")}
+
+
+def server_env(simulator_url: str) -> dict[str, str]:
+    """What an MCP server child needs: a key and the simulator's URL (never the real PiAPI)."""
+    return {
+        "PIAPI_API_KEY": API_KEY,
+        "PIAPI_BASE_URL": simulator_url,
+        "PIAPI_WAIT_SECONDS": f"{WAIT_SECONDS:g}",
+    }
+
+
+def read_status_kib(pid: int, key: str) -> int | None:
+    """A ``kB`` field (VmRSS, VmHWM) of /proc/<pid>/status, or None where there is no /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# --- the simulator child ---------------------------------------------------------------------------
+
+
+def simulator_child(port: int) -> None:
+    """Serve the PiAPI simulator (real clock) on 127.0.0.1:``port`` with a request log route."""
+    anyio.run(_simulator_main, port)
+
+
+async def _simulator_main(port: int) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from piapi_mcp.cli import serve_app_on_loopback
+    from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
+
+    simulator = PiAPISimulator(controls=SimulatorControls(queue_seconds=0.0))
+
+    async def requests_seen(request: Request) -> JSONResponse:
+        return JSONResponse({"requests": simulator.requests})
+
+    simulator.app.router.routes.append(Route("/_bench/requests", requests_seen, methods=["GET"]))
+    parent = os.getppid()
+    async with serve_app_on_loopback(simulator.app, port):
+        while os.getppid() == parent:  # exit with the benchmark, whatever happens to it
+            await anyio.sleep(1.0)
+
+
+async def count_polls(http: httpx2.AsyncClient, task_ids: Sequence[str]) -> dict[str, int]:
+    """How many ``GET /api/v1/task/{id}`` the simulator received, per task id."""
+    response = await http.get("/_bench/requests")
+    response.raise_for_status()
+    wanted = {f"/api/v1/task/{task_id}": task_id for task_id in task_ids}
+    counts = dict.fromkeys(task_ids, 0)
+    for method, path in response.json()["requests"]:
+        if method == "GET" and path in wanted:
+            counts[wanted[path]] += 1
+    return counts
+
+
+async def set_controls(http: httpx2.AsyncClient, **changes: float) -> None:
+    response = await http.post("/_simulator/controls", json=changes)
+    response.raise_for_status()
+
+
+# --- 1. cold start ---------------------------------------------------------------------------------
+
+
+def stdio_params(simulator_url: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "piapi_mcp"], env=server_env(simulator_url), cwd=str(REPO)
+    )
+
+
+async def time_subprocess(args: Sequence[str], runs: int) -> float:
+    """Median wall time of running ``args`` to completion."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with anyio.fail_after(START_TIMEOUT):
+            await anyio.run_process(list(args), env=base_env(), cwd=REPO)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+async def cold_start(runs: int, simulator_url: str, errlog: IO[str]) -> ColdStart:
+    times = []
+    for _ in range(runs):
+        with anyio.fail_after(START_TIMEOUT):
+            start = time.perf_counter()
+            async with Client(stdio_client(stdio_params(simulator_url), errlog=errlog)) as client:
+                tools = await client.list_tools()
+                elapsed = time.perf_counter() - start
+        names = {tool.name for tool in tools.tools}
+        if "kontext_edit" not in names:
+            raise RuntimeError(f"tools/list did not list kontext_edit: {sorted(names)}")
+        times.append(elapsed)
+    bare = await time_subprocess([sys.executable, "-c", "pass"], 3)
+    imports = await time_subprocess([sys.executable, "-c", "import piapi_mcp.cli, piapi_mcp.server"], 3)
+    median = statistics.median(times)
+    return ColdStart(
+        runs=[round(t, 3) for t in times],
+        median=round(median, 3),
+        max=round(max(times), 3),
+        python_bare_median=round(bare, 3),
+        import_median=round(imports, 3),
+        met=median <= COLD_START_TARGET,
+    )
+
+
+# --- 2. polls and detection lag --------------------------------------------------------------------
+
+
+def edit_arguments(label: str) -> dict[str, Any]:
+    return {"prompt": f"benchmark edit {label}", "image": IMAGE, "wait_seconds": WAIT_SECONDS}
+
+
+def parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lag_target(duration: float) -> float:
+    return max(LAG_FLOOR, LAG_FRACTION * duration)
+
+
+class ProgressLog:
+    """Arrival times of one call's progress notifications."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.times: list[float] = []
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.times.append(time.perf_counter())
+
+    def max_gap(self, end: float) -> float:
+        points = [self.start, *self.times, end]
+        return max(b - a for a, b in zip(points, points[1:], strict=False))
+
+
+async def poll_runs(
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, errlog: IO[str], report: Report
+) -> None:
+    for duration in profile.durations:
+        await set_controls(http, duration=duration, queue_seconds=0.0)
+        call_timeout = WAIT_SECONDS + 15
+        with anyio.fail_after(START_TIMEOUT + profile.calls_per_duration * call_timeout):
+            async with Client(stdio_client(stdio_params(simulator_url), errlog=errlog)) as client:
+                for index in range(profile.calls_per_duration):
+                    start = time.perf_counter()
+                    progress = ProgressLog(start)
+                    with anyio.fail_after(call_timeout):
+                        result = await client.call_tool(
+                            "kontext_edit",
+                            edit_arguments(f"{duration:g}s #{index + 1}"),
+                            progress_callback=progress,
+                        )
+                    received = datetime.now(UTC)
+                    end = time.perf_counter()
+                    report.polls.append(
+                        await _poll_call(result, duration, index, received, end - start, progress, end, http)
+                    )
+
+
+async def _poll_call(
+    result: CallToolResult,
+    duration: float,
+    index: int,
+    received: datetime,
+    call_seconds: float,
+    progress: ProgressLog,
+    end: float,
+    http: httpx2.AsyncClient,
+) -> PollCall:
+    data = result.structured_content or {}
+    task_id = str(data.get("task_id", ""))
+    status = "error" if result.is_error and not data else str(data.get("status", "?"))
+    ended = parse_time(data.get("ended_at"))
+    lag = (received - ended).total_seconds() if ended is not None and status == "completed" else None
+    polls = (await count_polls(http, [task_id]))[task_id] if task_id else 0
+    target = lag_target(duration)
+    poll_target = POLL_TARGET if duration >= POLL_TARGET_DURATION else None
+    return PollCall(
+        duration=duration,
+        call=index + 1,
+        estimator="cold" if index == 0 else "warm",
+        task_id=task_id,
+        status=status,
+        polls=polls,
+        lag=None if lag is None else round(lag, 3),
+        lag_target=target,
+        lag_met=lag is not None and lag <= target,
+        poll_target=poll_target,
+        polls_met=None if poll_target is None else polls <= poll_target,
+        call_seconds=round(call_seconds, 3),
+        progress_messages=len(progress.times),
+        max_progress_gap=round(progress.max_gap(end), 3),
+    )
+
+
+# --- 3. load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _LoadCall:
+    seconds: float
+    task_id: str | None
+    status: str
+    lag: float | None
+    error: str | None
+
+
+async def _one_load_call(client: Client, label: str, out: list[_LoadCall], burst_start: float) -> None:
+    try:
+        with anyio.fail_after(WAIT_SECONDS + 15):
+            result = await client.call_tool("kontext_edit", edit_arguments(label))
+    except Exception as err:
+        out.append(_LoadCall(time.perf_counter() - burst_start, None, "exception", None, repr(err)[:200]))
+        return
+    received = datetime.now(UTC)
+    seconds = time.perf_counter() - burst_start
+    data = result.structured_content or {}
+    status = str(data.get("status", "error"))
+    ended = parse_time(data.get("ended_at"))
+    lag = (received - ended).total_seconds() if ended is not None and status == "completed" else None
+    error = None
+    if result.is_error or status != "completed":
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        error = f"{status}: {text[:200]}"
+    out.append(_LoadCall(seconds, str(data.get("task_id") or "") or None, status, lag, error))
+
+
+async def _burst(
+    label: str, profile: Profile, url: str, http: httpx2.AsyncClient
+) -> Burst:
+    calls: list[_LoadCall] = []
+    async with AsyncExitStack() as stack:
+        opened = time.perf_counter()
+        with anyio.fail_after(START_TIMEOUT):
+            clients = [
+                await stack.enter_async_context(Client(url, read_timeout_seconds=WAIT_SECONDS + 15))
+                for _ in range(profile.load_sessions)
+            ]
+        session_open = time.perf_counter() - opened
+        start = time.perf_counter()
+        with anyio.fail_after(WAIT_SECONDS + 30):
+            async with anyio.create_task_group() as group:
+                for index in range(profile.load_calls):
+                    client = clients[index % len(clients)]
+                    group.start_soon(_one_load_call, client, f"load {label} #{index + 1}", calls, start)
+        wall = time.perf_counter() - start
+    task_ids = [c.task_id for c in calls if c.task_id]
+    polls = list((await count_polls(http, task_ids)).values()) if task_ids else []
+    completed = sum(1 for c in calls if c.error is None)
+    seconds = [c.seconds for c in calls if c.error is None]
+    lags = [c.lag for c in calls if c.lag is not None]
+    target = profile.load_duration + LOAD_SLACK
+    return Burst(
+        label=label,
+        calls=profile.load_calls,
+        sessions=profile.load_sessions,
+        task_duration=profile.load_duration,
+        session_open_seconds=round(session_open, 3),
+        wall_seconds=round(wall, 3),
+        completed=completed,
+        errored=len(calls) - completed,
+        call_p50=round(statistics.median(seconds), 3) if seconds else None,
+        call_max=round(max(seconds), 3) if seconds else None,
+        lag_p50=round(statistics.median(lags), 3) if lags else None,
+        lag_max=round(max(lags), 3) if lags else None,
+        polls_per_task_mean=round(statistics.fmean(polls), 2) if polls else None,
+        polls_per_task_max=max(polls) if polls else None,
+        target_seconds=target,
+        met=completed == profile.load_calls and wall <= target,
+        errors=sorted({c.error for c in calls if c.error})[:5],
+    )
+
+
+async def load_runs(
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, children: Children
+) -> Load:
+    await set_controls(http, duration=profile.load_duration, queue_seconds=0.0)
+    port = free_port()
+    server = children.start(
+        "http-server",
+        [sys.executable, "-m", "piapi_mcp", "--transport", "streamable-http", "--host", HOST, "--port", str(port)],
+        base_env() | server_env(simulator_url),
+    )
+    try:
+        await wait_for_port(port, server)
+        idle = read_status_kib(server.pid, "VmRSS")
+        url = f"http://{HOST}:{port}/mcp"
+        bursts = [await _burst(label, profile, url, http) for label in ("cold", "warm")]
+        peak = read_status_kib(server.pid, "VmHWM")
+    finally:
+        children.stop(server)
+    return Load(bursts=bursts, rss_idle_kib=idle, rss_peak_kib=peak)
+
+
+# --- running and printing --------------------------------------------------------------------------
+
+
+async def run(profile: Profile, log_dir: Path, report: Report) -> None:
+    children = Children(log_dir)
+    try:
+        sim_port = free_port()
+        simulator = children.start(
+            "simulator",
+            [sys.executable, str(Path(__file__).resolve()), "--simulator-child", "--port", str(sim_port)],
+            base_env(),
+        )
+        await wait_for_port(sim_port, simulator)
+        simulator_url = f"http://{HOST}:{sim_port}"
+        with (log_dir / "stdio-servers.log").open("a") as errlog:
+            async with httpx2.AsyncClient(base_url=simulator_url, timeout=10.0) as http:
+                _progress(f"cold start x{profile.cold_starts}")
+                report.cold_start = await cold_start(profile.cold_starts, simulator_url, errlog)
+                _progress(f"polling, tasks of {', '.join(f'{d:g} s' for d in profile.durations)}")
+                await poll_runs(profile, simulator_url, http, errlog, report)
+                _progress(f"load, {profile.load_calls} concurrent calls x 2 bursts")
+                report.load = await load_runs(profile, simulator_url, http, children)
+    finally:
+        children.stop_all()
+
+
+def _progress(text: str) -> None:
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ok(met: bool | None) -> str:
+    return "-" if met is None else ("MET" if met else "MISSED")
+
+
+def print_report(report: Report) -> None:
+    print(
+        f"\npiapi-mcp benchmark ({report.profile}): {report.cpus} CPUs, Python {report.python}, "
+        f"mcp {report.mcp_version}, loopback simulator in its own process"
+    )
+    verdicts: list[tuple[str, bool]] = []
+    cold = report.cold_start
+    if cold is not None:
+        print(f"\n1. Cold start: spawn `python -m piapi_mcp` (stdio) -> tools/list answered, {len(cold.runs)} runs")
+        print(f"   median {cold.median:.3f} s   max {cold.max:.3f} s   runs {cold.runs}")
+        print(
+            f"   for reference: bare `python -c pass` {cold.python_bare_median:.3f} s, "
+            f"`import piapi_mcp.cli, piapi_mcp.server` {cold.import_median:.3f} s (process total)"
+        )
+        print(f"   target median <= {COLD_START_TARGET:g} s: {_ok(cold.met)}")
+        verdicts.append((f"cold start median <= {COLD_START_TARGET:g} s", cold.met))
+    if report.polls:
+        print("\n2. Polls and detection lag (sequential calls, one stdio session per duration, wait_seconds=60)")
+        header = (
+            f"   {'task':>5} {'call':>4} {'estim.':>6} {'status':>9} {'polls':>5} {'poll tgt':>8} "
+            f"{'lag s':>6} {'lag tgt':>7} {'lag':>6} {'call s':>7} {'progress':>8} {'max gap s':>9}"
+        )
+        print(header)
+        for p in report.polls:
+            print(
+                f"   {p.duration:>4g}s {p.call:>4} {p.estimator:>6} {p.status:>9} {p.polls:>5} "
+                f"{(_ok(p.polls_met) if p.poll_target else '-'):>8} {_s(p.lag):>6} {p.lag_target:>7.2f} "
+                f"{_ok(p.lag_met):>6} {p.call_seconds:>7.2f} {p.progress_messages:>8} {p.max_progress_gap:>9.2f}"
+            )
+        for kind in ("cold", "warm"):
+            rows = [p for p in report.polls if p.estimator == kind]
+            if rows:
+                verdicts.append((f"lag <= max(0.5 s, 5%) ({kind} estimator)", all(p.lag_met for p in rows)))
+        poll_rows = [p for p in report.polls if p.polls_met is not None]
+        for kind in ("cold", "warm"):
+            rows = [p for p in poll_rows if p.estimator == kind]
+            if rows:
+                verdicts.append((f"polls <= {POLL_TARGET} for a 30 s task ({kind})", all(p.polls_met for p in rows)))
+    load = report.load
+    if load is not None:
+        print("\n3. Load: concurrent kontext_edit over Streamable HTTP (server and simulator in own processes)")
+        print(
+            f"   {'burst':>5} {'calls':>5} {'sess':>4} {'task s':>6} {'wall s':>7} {'done':>4} {'err':>3} "
+            f"{'call p50':>8} {'call max':>8} {'lag p50':>7} {'lag max':>7} {'polls/task':>10} {'target':>8}"
+        )
+        for b in load.bursts:
+            polls = f"{_s(b.polls_per_task_mean, 1)}/{b.polls_per_task_max if b.polls_per_task_max is not None else '-'}"
+            print(
+                f"   {b.label:>5} {b.calls:>5} {b.sessions:>4} {b.task_duration:>6g} {b.wall_seconds:>7.2f} "
+                f"{b.completed:>4} {b.errored:>3} {_s(b.call_p50):>8} {_s(b.call_max):>8} {_s(b.lag_p50):>7} "
+                f"{_s(b.lag_max):>7} {polls:>10} {_ok(b.met):>8}"
+            )
+            for error in b.errors:
+                print(f"     error: {error}")
+            verdicts.append((f"{b.calls} calls done within {b.target_seconds:g} s ({b.label} server)", b.met))
+        rss = f"{load.rss_peak_kib / 1024:.1f} MiB" if load.rss_peak_kib else "n/a"
+        idle = f"{load.rss_idle_kib / 1024:.1f} MiB" if load.rss_idle_kib else "n/a"
+        print(f"   server RSS: idle {idle}, peak (VmHWM) {rss}; session set-up not timed in wall s")
+    print("\nTargets:")
+    for name, met in verdicts:
+        print(f"   {_ok(met):>6}  {name}")
+    for failure in report.failures:
+        print(f"   FAILED  {failure}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the child processes' logs")
+    parser.add_argument("--simulator-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.simulator_child:
+        simulator_child(args.port)
+        return 0
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    profile = QUICK if args.quick else FULL
+    report = Report(
+        profile=profile.name,
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        mcp_version=metadata.version("mcp"),
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="piapi-bench-"))
+    try:
+        anyio.run(run, profile, log_dir, report)
+    except Exception as err:
+        report.failures.append(f"{type(err).__name__}: {err}")
+    print_report(report)
+    print(json.dumps(asdict(report), separators=(",", ":")))
+    failed = bool(report.failures)
+    if failed or args.keep_logs:
+        print(f"logs kept in {log_dir}", file=sys.stderr)
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

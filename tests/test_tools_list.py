@@ -1,0 +1,93 @@
+"""What tools/list publishes: names, annotations, schemas generated from the models, README's table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp.types import Tool
+
+import piapi_mcp
+from piapi_mcp import KontextInput, TaskResult
+
+pytestmark = pytest.mark.anyio
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def tools_by_name(client: Client) -> dict[str, Tool]:
+    return {tool.name: tool for tool in (await client.list_tools()).tools}
+
+
+async def test_three_tools_are_published_with_fitting_annotations(mcp_client: Client) -> None:
+    """kontext_edit creates (not idempotent); get_task only reads; cancel_task is destructive."""
+    tools = await tools_by_name(mcp_client)
+
+    assert set(tools) == {"kontext_edit", "get_task", "cancel_task"}
+    edit, get, cancel = tools["kontext_edit"], tools["get_task"], tools["cancel_task"]
+    assert edit.annotations and edit.annotations.idempotent_hint is False
+    assert edit.annotations.read_only_hint is False and edit.annotations.open_world_hint is True
+    assert get.annotations and get.annotations.read_only_hint is True
+    assert cancel.annotations and cancel.annotations.destructive_hint is True
+    assert all(tool.description and len(tool.description) > 80 for tool in tools.values())
+
+
+async def test_kontext_edit_schema_is_the_kontext_model_plus_wait_seconds(mcp_client: Client) -> None:
+    """Top-level properties come from KontextInput, constraints included; only wait_seconds is added."""
+    schema = (await tools_by_name(mcp_client))["kontext_edit"].input_schema
+    model_schema = KontextInput.model_json_schema()
+
+    assert list(schema["properties"]) == [*model_schema["properties"], "wait_seconds"]
+    for name, prop in model_schema["properties"].items():
+        assert schema["properties"][name] == prop, name
+    assert sorted(schema["required"]) == ["image", "prompt"]
+    steps = schema["properties"]["steps"]
+    assert (steps["minimum"], steps["maximum"], steps["default"]) == (1, 40, 28)
+    assert schema["properties"]["prompt"]["minLength"] == 1
+    assert schema["properties"]["image"]["pattern"].startswith("^https?://")
+    assert (schema["properties"]["seed"]["default"], schema["properties"]["height"]["default"]) == (-1, 1024)
+    assert "$defs" not in schema
+
+
+async def test_every_tool_publishes_the_task_result_output_schema(mcp_client: Client) -> None:
+    """Structured content is described by one published schema, the TaskResult model's."""
+    expected = set(TaskResult.model_json_schema()["properties"])
+
+    for tool in (await tools_by_name(mcp_client)).values():
+        assert tool.output_schema is not None, tool.name
+        assert set(tool.output_schema["properties"]) == expected, tool.name
+
+
+def readme_tool_rows() -> set[tuple[str, str, str, str]]:
+    rows = set()
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"`\w+`", cells[0]) and re.fullmatch(r"`\w+`", cells[1]):
+            rows.add((cells[0].strip("`"), cells[1].strip("`"), cells[2], cells[3]))
+    return rows
+
+
+async def test_readme_tools_table_matches_what_tools_list_publishes(mcp_client: Client) -> None:
+    """Every argument, its default and its description in README are exactly what hosts see."""
+    published = set()
+    for tool in (await tools_by_name(mcp_client)).values():
+        required = set(tool.input_schema.get("required", []))
+        for name, prop in tool.input_schema["properties"].items():
+            default = "required" if name in required else f"`{_json(prop.get('default'))}`"
+            published.add((tool.name, name, default, prop.get("description", "")))
+
+    assert readme_tool_rows() == published
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_public_names_are_exported_sorted() -> None:
+    """The package's public surface is pinned and sorted."""
+    assert piapi_mcp.__all__ == sorted(piapi_mcp.__all__)
+    assert all(hasattr(piapi_mcp, name) for name in piapi_mcp.__all__)
