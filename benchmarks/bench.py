@@ -25,6 +25,7 @@ Prints a table and then, as the last line, one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -37,13 +38,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TextIO
 
 import anyio
 import httpx2
@@ -187,7 +188,7 @@ class Children:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self._procs.append(proc)
         return proc
@@ -205,10 +206,8 @@ class Children:
 
     def stop_all(self) -> None:
         for proc in list(self._procs):
-            try:
+            with suppress(OSError, subprocess.TimeoutExpired):
                 self.stop(proc)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
         for log in self._logs:
             log.close()
         self._logs.clear()
@@ -327,7 +326,7 @@ async def time_subprocess(args: Sequence[str], runs: int) -> float:
     return statistics.median(times)
 
 
-async def cold_start(runs: int, simulator_url: str, errlog: IO[str]) -> ColdStart:
+async def cold_start(runs: int, simulator_url: str, errlog: TextIO) -> ColdStart:
     times = []
     for _ in range(runs):
         with anyio.fail_after(START_TIMEOUT):
@@ -381,11 +380,11 @@ class ProgressLog:
 
     def max_gap(self, end: float) -> float:
         points = [self.start, *self.times, end]
-        return max(b - a for a, b in zip(points, points[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(points))
 
 
 async def poll_runs(
-    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, errlog: IO[str], report: Report
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, errlog: TextIO, report: Report
 ) -> None:
     for duration in profile.durations:
         await set_controls(http, duration=duration, queue_seconds=0.0)
@@ -476,9 +475,7 @@ async def _one_load_call(client: Client, label: str, out: list[_LoadCall], burst
     out.append(_LoadCall(seconds, str(data.get("task_id") or "") or None, status, lag, error))
 
 
-async def _burst(
-    label: str, profile: Profile, url: str, http: httpx2.AsyncClient
-) -> Burst:
+async def _burst(label: str, profile: Profile, url: str, http: httpx2.AsyncClient) -> Burst:
     calls: list[_LoadCall] = []
     async with AsyncExitStack() as stack:
         opened = time.perf_counter()
@@ -529,7 +526,17 @@ async def load_runs(
     port = free_port()
     server = children.start(
         "http-server",
-        [sys.executable, "-m", "piapi_mcp", "--transport", "streamable-http", "--host", HOST, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "piapi_mcp",
+            "--transport",
+            "streamable-http",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
         base_env() | server_env(simulator_url),
     )
     try:
@@ -589,7 +596,10 @@ def print_report(report: Report) -> None:
     verdicts: list[tuple[str, bool]] = []
     cold = report.cold_start
     if cold is not None:
-        print(f"\n1. Cold start: spawn `python -m piapi_mcp` (stdio) -> tools/list answered, {len(cold.runs)} runs")
+        print(
+            f"\n1. Cold start: spawn `python -m piapi_mcp` (stdio) -> tools/list answered, "
+            f"{len(cold.runs)} runs"
+        )
         print(f"   median {cold.median:.3f} s   max {cold.max:.3f} s   runs {cold.runs}")
         print(
             f"   for reference: bare `python -c pass` {cold.python_bare_median:.3f} s, "
@@ -598,7 +608,9 @@ def print_report(report: Report) -> None:
         print(f"   target median <= {COLD_START_TARGET:g} s: {_ok(cold.met)}")
         verdicts.append((f"cold start median <= {COLD_START_TARGET:g} s", cold.met))
     if report.polls:
-        print("\n2. Polls and detection lag (sequential calls, one stdio session per duration, wait_seconds=60)")
+        print(
+            "\n2. Polls and detection lag (sequential calls, one stdio session per duration, wait_seconds=60)"
+        )
         header = (
             f"   {'task':>5} {'call':>4} {'estim.':>6} {'status':>9} {'polls':>5} {'poll tgt':>8} "
             f"{'lag s':>6} {'lag tgt':>7} {'lag':>6} {'call s':>7} {'progress':>8} {'max gap s':>9}"
@@ -608,7 +620,8 @@ def print_report(report: Report) -> None:
             print(
                 f"   {p.duration:>4g}s {p.call:>4} {p.estimator:>6} {p.status:>9} {p.polls:>5} "
                 f"{(_ok(p.polls_met) if p.poll_target else '-'):>8} {_s(p.lag):>6} {p.lag_target:>7.2f} "
-                f"{_ok(p.lag_met):>6} {p.call_seconds:>7.2f} {p.progress_messages:>8} {p.max_progress_gap:>9.2f}"
+                f"{_ok(p.lag_met):>6} {p.call_seconds:>7.2f} {p.progress_messages:>8} "
+                f"{p.max_progress_gap:>9.2f}"
             )
         for kind in ("cold", "warm"):
             rows = [p for p in report.polls if p.estimator == kind]
@@ -618,16 +631,21 @@ def print_report(report: Report) -> None:
         for kind in ("cold", "warm"):
             rows = [p for p in poll_rows if p.estimator == kind]
             if rows:
-                verdicts.append((f"polls <= {POLL_TARGET} for a 30 s task ({kind})", all(p.polls_met for p in rows)))
+                verdicts.append(
+                    (f"polls <= {POLL_TARGET} for a 30 s task ({kind})", all(p.polls_met for p in rows))
+                )
     load = report.load
     if load is not None:
-        print("\n3. Load: concurrent kontext_edit over Streamable HTTP (server and simulator in own processes)")
+        print(
+            "\n3. Load: concurrent kontext_edit over Streamable HTTP (server and simulator in own processes)"
+        )
         print(
             f"   {'burst':>5} {'calls':>5} {'sess':>4} {'task s':>6} {'wall s':>7} {'done':>4} {'err':>3} "
             f"{'call p50':>8} {'call max':>8} {'lag p50':>7} {'lag max':>7} {'polls/task':>10} {'target':>8}"
         )
         for b in load.bursts:
-            polls = f"{_s(b.polls_per_task_mean, 1)}/{b.polls_per_task_max if b.polls_per_task_max is not None else '-'}"
+            most = "-" if b.polls_per_task_max is None else str(b.polls_per_task_max)
+            polls = f"{_s(b.polls_per_task_mean, 1)}/{most}"
             print(
                 f"   {b.label:>5} {b.calls:>5} {b.sessions:>4} {b.task_duration:>6g} {b.wall_seconds:>7.2f} "
                 f"{b.completed:>4} {b.errored:>3} {_s(b.call_p50):>8} {_s(b.call_max):>8} {_s(b.lag_p50):>7} "
@@ -647,7 +665,9 @@ def print_report(report: Report) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--keep-logs", action="store_true", help="keep the child processes' logs")
     parser.add_argument("--simulator-child", action="store_true", help=argparse.SUPPRESS)

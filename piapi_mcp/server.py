@@ -7,6 +7,7 @@ progress message, so a host that cuts the call off still has it.
 
 import inspect
 import logging
+import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -100,17 +101,16 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         *,
         ctx: Context[Any, Any],
         wait_seconds: Annotated[
-            float | None,
+            float,
             Field(
                 ge=0,
                 le=MAX_WAIT_SECONDS,
                 description=(
-                    "How long to wait for the result before returning, in seconds (default "
-                    f"{settings.wait_seconds:g}; 0 returns at once with the task id). An unfinished task "
-                    "is not lost: continue with get_task."
+                    "How long to wait for the result before returning, in seconds (0 returns at once "
+                    "with the task id). An unfinished task is not lost: continue with get_task."
                 ),
             ),
-        ] = None,
+        ] = settings.wait_seconds,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Edit a picture with PiAPI's Flux Kontext from a plain-language instruction.
 
@@ -197,9 +197,8 @@ class _TaskTools:
         self.clock = settings.clock
 
     async def create_and_follow(
-        self, request: KontextInput, ctx: Context[Any, Any], wait_seconds: float | None
+        self, request: KontextInput, ctx: Context[Any, Any], budget: float
     ) -> CallToolResult:
-        budget = self.settings.wait_seconds if wait_seconds is None else wait_seconds
         started = self.clock.monotonic()
         try:
             task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, request.model_dump())
@@ -214,9 +213,9 @@ class _TaskTools:
         started = self.clock.monotonic()
         task = await self._get(task_id)
         if task.done or wait_seconds <= 0:
-            return self._result(task, elapsed=self._age(task, started), eta=None)
+            return self._result(task, elapsed=self._age(task), eta=None)
         return await self._follow(
-            task, ctx, started=started, created_at=started - self._age(task, started), budget=wait_seconds
+            task, ctx, started=started, created_at=started - self._age(task), budget=wait_seconds
         )
 
     async def cancel(self, task_id: str) -> CallToolResult:
@@ -248,7 +247,7 @@ class _TaskTools:
         except PiAPIError as err:
             raise ToolError(err.message) from err
 
-    def _age(self, task: Task, now: float) -> float:
+    def _age(self, task: Task) -> float:
         if task.created_at is None:
             return 0.0
         return max(0.0, (self.clock.now() - task.created_at).total_seconds())
@@ -263,7 +262,7 @@ class _TaskTools:
             f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
         )
         if task.done:
-            return self._result(task, elapsed=self._age(task, started), eta=None)
+            return self._result(task, elapsed=self._age(task), eta=None)
 
         async def on_update(update: WaitUpdate) -> None:
             await progress.send(_progress_message(update), total=_total(update))
@@ -438,8 +437,6 @@ def _image_mime_type(url: str) -> str:
 
 
 def _valid_task_id(task_id: str) -> bool:
-    import re
-
     return re.fullmatch(TASK_ID_PATTERN, task_id) is not None
 
 

@@ -44,7 +44,9 @@ _MIN_POLL_BUDGET: Final = 0.2
 
 #: Typical durations before any task of the kind has been seen: PiAPI's documented Kontext example
 #: ran 32.7 s from creation to end.
-DURATION_PRIORS: Final[dict[tuple[str | None, str | None], float]] = {(KONTEXT_MODEL, KONTEXT_TASK_TYPE): 32.7}
+DURATION_PRIORS: Final[dict[tuple[str | None, str | None], float]] = {
+    (KONTEXT_MODEL, KONTEXT_TASK_TYPE): 32.7
+}
 
 TRANSIENT_ERRORS: Final = (APIConnectionError, RateLimitError, UpstreamServerError, InvalidResponseError)
 
