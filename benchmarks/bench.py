@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass, field
@@ -477,21 +478,22 @@ async def _one_load_call(client: Client, label: str, out: list[_LoadCall], burst
 
 async def _burst(label: str, profile: Profile, url: str, http: httpx2.AsyncClient) -> Burst:
     calls: list[_LoadCall] = []
-    async with AsyncExitStack() as stack:
-        opened = time.perf_counter()
-        with anyio.fail_after(START_TIMEOUT):
+    # One time-out around the whole burst: a cancel scope must not be left while the clients'
+    # task groups, entered inside it, are still open.
+    with anyio.fail_after(START_TIMEOUT + WAIT_SECONDS + 30):
+        async with AsyncExitStack() as stack:
+            opened = time.perf_counter()
             clients = [
                 await stack.enter_async_context(Client(url, read_timeout_seconds=WAIT_SECONDS + 15))
                 for _ in range(profile.load_sessions)
             ]
-        session_open = time.perf_counter() - opened
-        start = time.perf_counter()
-        with anyio.fail_after(WAIT_SECONDS + 30):
+            session_open = time.perf_counter() - opened
+            start = time.perf_counter()
             async with anyio.create_task_group() as group:
                 for index in range(profile.load_calls):
                     client = clients[index % len(clients)]
                     group.start_soon(_one_load_call, client, f"load {label} #{index + 1}", calls, start)
-        wall = time.perf_counter() - start
+            wall = time.perf_counter() - start
     task_ids = [c.task_id for c in calls if c.task_id]
     polls = list((await count_polls(http, task_ids)).values()) if task_ids else []
     completed = sum(1 for c in calls if c.error is None)
@@ -664,6 +666,13 @@ def print_report(report: Report) -> None:
         print(f"   FAILED  {failure}")
 
 
+def describe(err: BaseException) -> list[str]:
+    """One line per leaf exception, unwrapping exception groups."""
+    if isinstance(err, BaseExceptionGroup):
+        return [line for inner in err.exceptions for line in describe(inner)]
+    return [f"{type(err).__name__}: {err}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -692,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         anyio.run(run, profile, log_dir, report)
     except Exception as err:
-        report.failures.append(f"{type(err).__name__}: {err}")
+        report.failures.extend(describe(err))
+        traceback.print_exception(err, file=sys.stderr)
     print_report(report)
     print(json.dumps(asdict(report), separators=(",", ":")))
     failed = bool(report.failures)

@@ -213,7 +213,11 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
             return
         from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
-        simulator = PiAPISimulator(controls=SimulatorControls(duration=config.sandbox_duration))
+        simulator = PiAPISimulator(
+            controls=SimulatorControls(
+                duration=config.sandbox_duration, queue_seconds=min(1.0, config.sandbox_duration)
+            )
+        )
         async with serve_app_on_loopback(simulator.app) as base_url:
             logger.info("sandbox: PiAPI simulator at %s (results are simulated, no credits used)", base_url)
             yield (

@@ -61,6 +61,8 @@ TaskId = Annotated[
     ),
 ]
 
+WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
+
 
 @dataclass
 class ServerSettings:
@@ -101,10 +103,8 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         *,
         ctx: Context[Any, Any],
         wait_seconds: Annotated[
-            float,
+            WaitSeconds,
             Field(
-                ge=0,
-                le=MAX_WAIT_SECONDS,
                 description=(
                     "How long to wait for the result before returning, in seconds (0 returns at once "
                     "with the task id). An unfinished task is not lost: continue with get_task."
@@ -127,12 +127,10 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         task_id: TaskId,
         ctx: Context[Any, Any],
         wait_seconds: Annotated[
-            float,
+            WaitSeconds,
             Field(
-                ge=0,
-                le=MAX_WAIT_SECONDS,
                 description="Seconds to wait for the task to finish before answering (0, the default, "
-                "answers at once).",
+                "answers at once)."
             ),
         ] = 0,
     ) -> Annotated[CallToolResult, TaskResult]:

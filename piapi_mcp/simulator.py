@@ -213,20 +213,22 @@ class PiAPISimulator:
         self.tasks[task.task_id] = task
         return self._envelope(self._task_data(task, _base(request)))
 
-    async def _get(self, request: Request) -> Response:
-        if (refused := self._check(request, "get")) is not None:
+    def _find(self, request: Request, route: Route_) -> SimulatedTask | Response:
+        if (refused := self._check(request, route)) is not None:
             return refused
         task = self.tasks.get(request.path_params["task_id"])
-        if task is None:
-            return _error(404, "task not found")
+        return _error(404, "task not found") if task is None else task
+
+    async def _get(self, request: Request) -> Response:
+        task = self._find(request, "get")
+        if isinstance(task, Response):
+            return task
         return self._envelope(self._task_data(task, _base(request)))
 
     async def _cancel(self, request: Request) -> Response:
-        if (refused := self._check(request, "cancel")) is not None:
-            return refused
-        task = self.tasks.get(request.path_params["task_id"])
-        if task is None:
-            return _error(404, "task not found")
+        task = self._find(request, "cancel")
+        if isinstance(task, Response):
+            return task
         if self.status_of(task) != "pending":
             return _error(400, "task is not pending, can not be canceled")
         task.cancelled_at = self.clock.monotonic()
