@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -49,6 +50,7 @@ class Config:
     http_timeout: float
     sandbox: bool
     sandbox_duration: float
+    state_dir: Path
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -91,7 +93,21 @@ class Config:
             ),
             sandbox=bool(getattr(args, "sandbox", False)),
             sandbox_duration=number("PIAPI_SANDBOX_DURATION", None, DEFAULT_SANDBOX_DURATION, 0, 600),
+            state_dir=default_state_dir(env),
         )
+
+
+def default_state_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """Where the server keeps what it learns between runs: ``PIAPI_STATE_DIR``, else a per-user folder."""
+    if explicit := env.get("PIAPI_STATE_DIR", "").strip():
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "piapi-mcp"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,9 +192,15 @@ def claude_desktop_config() -> str:
 async def serve(config: Config, transport: str, host: str, port: int) -> None:
     """Run the MCP server on ``transport`` until it is stopped."""
     from piapi_mcp.server import ServerSettings, create_server
+    from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated):
-        server = create_server(client, ServerSettings(wait_seconds=config.wait_seconds, simulated=simulated))
+        # The sandbox learns its own durations: simulated tasks must not skew real estimates.
+        durations = config.state_dir / ("sandbox-durations.json" if simulated else "durations.json")
+        settings = ServerSettings(
+            wait_seconds=config.wait_seconds, simulated=simulated, estimator=DurationEstimator(path=durations)
+        )
+        server = create_server(client, settings)
         if not client.has_api_key:
             logger.warning(
                 "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"

@@ -8,11 +8,15 @@ PiAPI's own timestamps) and backs off early, then polls tightly around the expec
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import anyio
 
@@ -50,18 +54,57 @@ DURATION_PRIORS: Final[dict[tuple[str | None, str | None], float]] = {
 
 TRANSIENT_ERRORS: Final = (APIConnectionError, RateLimitError, UpstreamServerError, InvalidResponseError)
 
+logger = logging.getLogger("piapi_mcp")
+
 
 class DurationEstimator:
-    """Remembers how long recent completed tasks took, per (model, task_type)."""
+    """Remembers how long recent completed tasks took, per (model, task_type).
+
+    With a ``path``, what it learns survives restarts: MCP hosts start a new stdio server for
+    every session, and a server that forgot would poll its first task of each session blindly.
+    """
 
     def __init__(
         self,
         window: int = ESTIMATE_WINDOW,
         priors: dict[tuple[str | None, str | None], float] | None = None,
+        path: Path | None = None,
     ) -> None:
         self._window = window
         self._priors = dict(DURATION_PRIORS if priors is None else priors)
         self._seen: dict[tuple[str | None, str | None], deque[float]] = {}
+        self._path = path
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            entries: Any = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            logger.warning("ignoring unreadable task duration file %s", path)
+            return
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), list):
+                continue
+            seconds = [float(s) for s in entry["seconds"] if isinstance(s, int | float) and s > 0]
+            if seconds:
+                key = (entry.get("model"), entry.get("task_type"))
+                self._seen[key] = deque(seconds[-self._window :], maxlen=self._window)
+
+    def _save(self, path: Path) -> None:
+        entries = [
+            {"model": model, "task_type": task_type, "seconds": list(seconds)}
+            for (model, task_type), seconds in self._seen.items()
+        ]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            scratch.write_text(json.dumps(entries), encoding="utf-8")
+            os.replace(scratch, path)  # atomic: several servers may share the file
+        except OSError:
+            logger.warning("could not save task durations to %s", path, exc_info=True)
 
     def record(self, task: Task, fallback_seconds: float | None = None) -> None:
         """Learn from a completed task (PiAPI's timestamps first, else ``fallback_seconds``)."""
@@ -72,6 +115,8 @@ class DurationEstimator:
             return
         key = (task.model, task.task_type)
         self._seen.setdefault(key, deque(maxlen=self._window)).append(seconds)
+        if self._path is not None:
+            self._save(self._path)
 
     def estimate(self, model: str | None, task_type: str | None) -> float | None:
         """Median duration of recent tasks of this kind; before any, the prior for it, if one is known."""
@@ -142,6 +187,8 @@ async def wait_for_task(
         now = clock.monotonic()
         if now >= deadline:
             break
+        # Re-read: a task of the same kind finishing meanwhile may have taught us its duration.
+        estimate = estimator.estimate(task.model, task.task_type)
         if estimate is not None:
             next_poll = _aim_at_expected_end(next_poll, now, created_at + estimate, estimate)
         wake = min(next_poll, last_update + HEARTBEAT_SECONDS, deadline)

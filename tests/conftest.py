@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -26,6 +27,14 @@ SIM_BASE_URL = "http://piapi.test"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every server a test starts keeps its state in the test's own folder, never the user's."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("PIAPI_STATE_DIR", str(path))
+    return path
 
 
 @pytest.fixture

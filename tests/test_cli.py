@@ -20,7 +20,11 @@ EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """A minimal environment without any PIAPI_* setting of the machine running the tests."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "SYSTEMROOT") if name in os.environ}
+    env = {
+        name: os.environ[name]
+        for name in ("PATH", "HOME", "SYSTEMROOT", "PIAPI_STATE_DIR")
+        if name in os.environ
+    }
     return env | extra
 
 

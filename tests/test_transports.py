@@ -71,7 +71,12 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
     """The console script on stdio finishes a short edit in one call and hands a long one to get_task."""
     async with serve_app_on_loopback(simulator.app) as sim_url:
         command, args = _console_script()
-        env = {"PIAPI_API_KEY": API_KEY, "PIAPI_BASE_URL": sim_url, "PATH": os.environ.get("PATH", "")}
+        env = {
+            "PIAPI_API_KEY": API_KEY,
+            "PIAPI_BASE_URL": sim_url,
+            "PATH": os.environ.get("PATH", ""),
+            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
+        }
         with anyio.fail_after(30):
             async with Client(StdioServerParameters(command=command, args=args, env=env)) as client:
                 assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
