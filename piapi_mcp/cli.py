@@ -51,6 +51,7 @@ class Config:
     sandbox: bool
     sandbox_duration: float
     state_dir: Path
+    dedup_seconds: float
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -59,7 +60,7 @@ class Config:
         Raises:
             ConfigError: a number that is not a number, or out of range.
         """
-        from piapi_mcp.server import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
+        from piapi_mcp.server import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
 
         def number(name: str, flag: float | None, default: float, low: float, high: float) -> float:
             if flag is not None:
@@ -94,6 +95,7 @@ class Config:
             sandbox=bool(getattr(args, "sandbox", False)),
             sandbox_duration=number("PIAPI_SANDBOX_DURATION", None, DEFAULT_SANDBOX_DURATION, 0, 600),
             state_dir=default_state_dir(env),
+            dedup_seconds=number("PIAPI_DEDUP_SECONDS", None, DEFAULT_DEDUP_SECONDS, 0, 86_400),
         )
 
 
@@ -191,14 +193,19 @@ def claude_desktop_config() -> str:
 
 async def serve(config: Config, transport: str, host: str, port: int) -> None:
     """Run the MCP server on ``transport`` until it is stopped."""
+    from piapi_mcp.ledger import TaskLedger
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated):
-        # The sandbox learns its own durations: simulated tasks must not skew real estimates.
-        durations = config.state_dir / ("sandbox-durations.json" if simulated else "durations.json")
+        # The sandbox keeps its own files: simulated tasks must not mix with real ones.
+        prefix = "sandbox-" if simulated else ""
         settings = ServerSettings(
-            wait_seconds=config.wait_seconds, simulated=simulated, estimator=DurationEstimator(path=durations)
+            wait_seconds=config.wait_seconds,
+            simulated=simulated,
+            estimator=DurationEstimator(path=config.state_dir / f"{prefix}durations.json"),
+            ledger=TaskLedger(config.state_dir / f"{prefix}tasks.sqlite3"),
+            dedup_seconds=config.dedup_seconds,
         )
         server = create_server(client, settings)
         if not client.has_api_key:

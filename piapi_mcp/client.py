@@ -2,11 +2,19 @@
 
 The HTTP client is injected, so the same code talks to PiAPI, to the bundled simulator over
 loopback, or to the simulator in-process through ``httpx2.ASGITransport``.
+
+Retries: reading calls (get, cancel) retry passing failures (no answer, 429, 5xx, garbled
+answers) with jittered exponential backoff that honours ``Retry-After``, bounded by attempts and
+by total time. A create is retried only when PiAPI provably did not accept it: the connection
+was never made, or PiAPI answered 429. A create whose answer may have been lost is reported as
+:class:`CreateOutcomeUnknownError`, never sent again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx2
@@ -14,15 +22,58 @@ import httpx2
 from piapi_mcp.errors import (
     APIConnectionError,
     APITimeoutError,
+    CreateOutcomeUnknownError,
     InvalidResponseError,
     MissingAPIKeyError,
+    PiAPIError,
+    RateLimitError,
+    UpstreamServerError,
     decode_envelope,
 )
 from piapi_mcp.models import Task, parse_task
+from piapi_mcp.timing import Clock, SystemClock
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
 DEFAULT_HTTP_TIMEOUT: Final = 30.0
 _TASK_PATH: Final = "/api/v1/task"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard a call tries; every retry setting lives here."""
+
+    #: Attempts per call, the first included (1 = never retry).
+    max_attempts: int = 4
+    #: Backoff before retry n is a random share of ``min(max_delay, base_delay * 2**(n-1))``.
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    #: A call stops retrying once this many seconds (sleeps included) have gone by.
+    max_total: float = 20.0
+    #: A ``Retry-After`` longer than this is not waited for: the error is reported instead.
+    max_retry_after: float = 30.0
+
+
+NO_RETRIES: Final = RetryPolicy(max_attempts=1)
+_NOT_SENT: Final = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+def _retry_read(error: PiAPIError) -> bool:
+    return isinstance(error, APIConnectionError | RateLimitError | UpstreamServerError | InvalidResponseError)
+
+
+def _retry_create(error: PiAPIError) -> bool:
+    return isinstance(error, RateLimitError) or (
+        isinstance(error, APIConnectionError) and not error.request_sent
+    )
+
+
+def _create_may_have_happened(error: PiAPIError) -> bool:
+    if isinstance(error, APIConnectionError):
+        return error.request_sent
+    if isinstance(error, InvalidResponseError):
+        return True
+    # A gateway's 5xx page (not PiAPI's envelope) says nothing about whether PiAPI got the task.
+    return isinstance(error, UpstreamServerError) and not error.enveloped
 
 
 class PiAPIClient:
@@ -35,11 +86,19 @@ class PiAPIClient:
         api_key: str | None,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = DEFAULT_HTTP_TIMEOUT,
+        retry: RetryPolicy = RetryPolicy(),
+        clock: Clock | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._http = http_client
         self._api_key = api_key or None
         self._base_url = base_url.rstrip("/")
         self._timeout = httpx2.Timeout(timeout)
+        self._retry = retry
+        self._clock: Clock = clock or SystemClock()
+        self._jitter = jitter
+        #: How many HTTP requests were retried, for benchmarks and logs.
+        self.retries = 0
 
     @property
     def has_api_key(self) -> bool:
@@ -61,12 +120,18 @@ class PiAPIClient:
         """Create a PiAPI task and return it as PiAPI first reports it (usually ``pending``).
 
         Raises:
-            PiAPIError: a subclass saying what went wrong (see :mod:`piapi_mcp.errors`).
+            CreateOutcomeUnknownError: the request may have reached PiAPI but its answer was lost.
+            PiAPIError: another subclass saying what went wrong (see :mod:`piapi_mcp.errors`).
         """
         body: dict[str, Any] = {"model": model, "task_type": task_type, "input": dict(input)}
         if config:
             body["config"] = dict(config)
-        envelope = await self._request("POST", _TASK_PATH, json=body)
+        try:
+            envelope = await self._request("POST", _TASK_PATH, json=body, should_retry=_retry_create)
+        except PiAPIError as err:
+            if _create_may_have_happened(err):
+                raise CreateOutcomeUnknownError(err) from err
+            raise
         task = parse_task(envelope.get("data"))
         if not task.task_id:
             raise InvalidResponseError(
@@ -82,7 +147,7 @@ class PiAPIClient:
         Raises:
             PiAPIError: a subclass saying what went wrong (``NotFoundError`` for an unknown id).
         """
-        envelope = await self._request("GET", f"{_TASK_PATH}/{task_id}")
+        envelope = await self._request("GET", f"{_TASK_PATH}/{task_id}", should_retry=_retry_read)
         return parse_task(envelope.get("data"), fallback_id=task_id)
 
     async def cancel_task(self, task_id: str) -> str | None:
@@ -91,13 +156,43 @@ class PiAPIClient:
         Raises:
             PiAPIError: ``BadRequestError`` when PiAPI will not cancel it, and the others as usual.
         """
-        envelope = await self._request("DELETE", f"{_TASK_PATH}/{task_id}")
+        envelope = await self._request("DELETE", f"{_TASK_PATH}/{task_id}", should_retry=_retry_read)
         message = envelope.get("message")
         return message if isinstance(message, str) else None
 
-    async def _request(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, *, should_retry: Callable[[PiAPIError], bool], json: Any = None
+    ) -> dict[str, Any]:
         if self._api_key is None:
             raise MissingAPIKeyError()
+        started = self._clock.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return await self._send(method, path, json)
+            except PiAPIError as err:
+                delay = self._backoff(err, attempt)
+                spent = self._clock.monotonic() - started
+                if (
+                    not should_retry(err)
+                    or attempt >= self._retry.max_attempts
+                    or delay is None
+                    or spent + delay > self._retry.max_total
+                ):
+                    raise
+            self.retries += 1
+            attempt += 1
+            await self._clock.sleep(delay)
+
+    def _backoff(self, error: PiAPIError, attempt: int) -> float | None:
+        """Seconds before the next attempt; ``None`` when PiAPI asks for a longer wait than we allow."""
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self._retry.max_retry_after else None
+        ceiling = min(self._retry.max_delay, self._retry.base_delay * 2.0 ** (attempt - 1))
+        return ceiling * self._jitter()
+
+    async def _send(self, method: str, path: str, json: Any) -> dict[str, Any]:
+        assert self._api_key is not None
         url = f"{self._base_url}{path}"
         try:
             response = await self._http.request(
@@ -107,6 +202,12 @@ class PiAPIClient:
                 headers={"X-API-Key": self._api_key, "Accept": "application/json"},
                 timeout=self._timeout,
             )
+        except _NOT_SENT as err:
+            raise APIConnectionError(
+                f"Could not connect to PiAPI at {self._base_url} ({type(err).__name__}); check the network "
+                "and PIAPI_BASE_URL, then try again.",
+                request_sent=False,
+            ) from err
         except httpx2.TimeoutException as err:
             raise APITimeoutError(
                 f"PiAPI did not answer within {self._timeout.read or 0:g} s; it may be busy. "
@@ -114,7 +215,7 @@ class PiAPIClient:
             ) from err
         except httpx2.HTTPError as err:
             raise APIConnectionError(
-                f"Could not reach PiAPI at {self._base_url} ({type(err).__name__}); check the network "
-                "and PIAPI_BASE_URL, then try again."
+                f"The connection to PiAPI broke before its answer arrived ({type(err).__name__}); "
+                "check the network, then try again."
             ) from err
         return decode_envelope(response, api_key=self._api_key)

@@ -2,6 +2,7 @@
 
     PiAPIError                      every failure talking to PiAPI
     ├── MissingAPIKeyError          no PIAPI_API_KEY configured
+    ├── CreateOutcomeUnknownError   a create whose answer was lost: the task may exist
     ├── APIConnectionError          the request did not get an HTTP answer
     │   └── APITimeoutError         ... because it took longer than the time-out
     ├── InvalidResponseError        an answer that is not PiAPI's JSON envelope
@@ -46,8 +47,28 @@ class MissingAPIKeyError(PiAPIError):
         )
 
 
+class CreateOutcomeUnknownError(PiAPIError):
+    """A create request may have reached PiAPI, but its answer was lost: the task may exist and cost."""
+
+    def __init__(self, cause: PiAPIError) -> None:
+        super().__init__(
+            "PiAPI may have created the task, but its answer was lost "
+            f"({cause.message.rstrip('.')}). Do not simply try again, that could pay twice: check "
+            "list_tasks and your PiAPI dashboard for a new task first."
+        )
+        self.cause = cause
+
+
 class APIConnectionError(PiAPIError):
-    """The request got no HTTP answer (DNS, refused connection, reset, TLS...)."""
+    """The request got no HTTP answer (DNS, refused connection, reset, TLS...).
+
+    ``request_sent`` is False only when the request provably never left (the connection was
+    refused or never opened), which is what makes retrying a create safe.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class APITimeoutError(APIConnectionError):
@@ -65,10 +86,14 @@ class InvalidResponseError(PiAPIError):
 class APIStatusError(PiAPIError):
     """PiAPI answered with an HTTP error status or an error ``code`` in its envelope."""
 
-    def __init__(self, message: str, *, status_code: int, upstream_message: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int, upstream_message: str | None = None, enveloped: bool = True
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.upstream_message = upstream_message
+        #: Whether PiAPI itself answered (its JSON envelope) rather than a gateway in front of it.
+        self.enveloped = enveloped
 
 
 class BadRequestError(APIStatusError):
@@ -93,8 +118,11 @@ class RateLimitError(APIStatusError):
         status_code: int,
         upstream_message: str | None = None,
         retry_after: float | None = None,
+        enveloped: bool = True,
     ) -> None:
-        super().__init__(message, status_code=status_code, upstream_message=upstream_message)
+        super().__init__(
+            message, status_code=status_code, upstream_message=upstream_message, enveloped=enveloped
+        )
         self.retry_after = retry_after
 
 
@@ -151,7 +179,9 @@ def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[s
 
     status = response.status_code
     if status >= 400:
-        raise _status_error(status, upstream, response.headers.get("retry-after"))
+        error = _status_error(status, upstream, response.headers.get("retry-after"))
+        error.enveloped = envelope is not None
+        raise error
     if envelope is None:
         kind = response.headers.get("content-type", "unknown content type").split(";")[0]
         raise InvalidResponseError(

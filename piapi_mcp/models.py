@@ -240,3 +240,8 @@ class TaskResult(BaseModel):
     simulated: bool = Field(
         description="True when this came from the built-in PiAPI simulator (no credits used)."
     )
+    reused: bool = Field(
+        default=False,
+        description="True when this call returned a task created moments ago for the same request, "
+        "instead of creating and paying for a second one.",
+    )

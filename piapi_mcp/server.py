@@ -6,10 +6,13 @@ progress message, so a host that cuts the call off still has it.
 """
 
 import inspect
+import json
 import logging
 import re
+import sqlite3
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
@@ -20,7 +23,8 @@ from mcp.types import CallToolResult, InputRequiredResult, ResourceLink, TextCon
 from pydantic import BaseModel, Field, ValidationError
 
 from piapi_mcp.client import PiAPIClient
-from piapi_mcp.errors import BadRequestError, PiAPIError
+from piapi_mcp.errors import BadRequestError, CreateOutcomeUnknownError, PiAPIError
+from piapi_mcp.ledger import LedgerEntry, TaskLedger, request_fingerprint
 from piapi_mcp.models import (
     CANCELLED,
     COMPLETED,
@@ -35,11 +39,12 @@ from piapi_mcp.models import (
     TaskResult,
 )
 from piapi_mcp.timing import Clock, SystemClock
-from piapi_mcp.waiting import DurationEstimator, WaitOutcome, WaitUpdate, wait_for_task
+from piapi_mcp.waiting import DurationEstimator, WaitUpdate, wait_for_task
 
 logger = logging.getLogger("piapi_mcp")
 
 DEFAULT_WAIT_SECONDS: Final = 45.0
+DEFAULT_DEDUP_SECONDS: Final = 120.0
 MAX_WAIT_SECONDS: Final = 900.0
 SERVER_NAME: Final = "piapi-mcp"
 
@@ -74,6 +79,17 @@ class ServerSettings:
     simulated: bool = False
     clock: Clock = field(default_factory=SystemClock)
     estimator: DurationEstimator = field(default_factory=DurationEstimator)
+    #: Where created tasks are recorded; ``None`` keeps an in-memory ledger (tests, one-off runs).
+    ledger: TaskLedger | None = None
+    #: An identical create within this many seconds returns the existing task (0 turns it off).
+    dedup_seconds: float = DEFAULT_DEDUP_SECONDS
+
+
+class TaskList(BaseModel):
+    """The tasks this server has created, newest first (``list_tasks``'s structured content)."""
+
+    tasks: list[LedgerEntry] = Field(description="Recorded tasks, newest first.")
+    ledger: str | None = Field(description="The ledger file on this machine (null when kept in memory).")
 
 
 class PiAPIMCPServer(MCPServer[Any]):
@@ -111,6 +127,16 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
                 ),
             ),
         ] = settings.wait_seconds,
+        force_new: Annotated[
+            bool,
+            Field(
+                description=(
+                    "Create a new task even if the same edit was requested in the last "
+                    f"{settings.dedup_seconds:g} s (normally that call's task is returned instead, so a "
+                    "retried call does not pay twice)."
+                )
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Edit a picture with PiAPI's Flux Kontext from a plain-language instruction.
 
@@ -121,7 +147,9 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         waiting. Do not call kontext_edit again for the same edit; that creates and pays for a
         second task.
         """
-        return await tasks.create_and_follow(request, ctx, wait_seconds)
+        return await tasks.create_and_follow(
+            request, ctx, wait_seconds, force_new=force_new, tool="kontext_edit"
+        )
 
     async def get_task(
         task_id: TaskId,
@@ -150,6 +178,23 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         """
         return await tasks.cancel(task_id)
 
+    async def list_tasks(
+        status: Annotated[
+            str | None,
+            Field(
+                max_length=32,
+                description="Only tasks whose last known status is this (e.g. 'processing', 'completed').",
+            ),
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="How many tasks at most (newest first).")] = 20,
+    ) -> Annotated[CallToolResult, TaskList]:
+        """List the PiAPI tasks this server has created, newest first, with their last known status.
+
+        The list is kept on disk and survives restarts: use it to find a task whose id was lost,
+        then get_task to fetch its current state. Statuses shown are as last seen, not live.
+        """
+        return tasks.list_recent(status, limit)
+
     server.add_tool(
         kontext_edit,
         title="Edit an image (Flux Kontext)",
@@ -172,6 +217,26 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         ),
     )
 
+    server.add_tool(
+        list_tasks,
+        title="List recent PiAPI tasks",
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+
+    @server.resource(
+        "piapi://tasks",
+        name="piapi-tasks",
+        title="PiAPI tasks created here",
+        description="The 50 most recent tasks this server created, from its ledger, as JSON.",
+        mime_type="application/json",
+    )
+    def task_list_resource() -> str:
+        """Recent tasks from the ledger, newest first, as JSON."""
+        structured = tasks.list_recent(None, 50).structured_content
+        return json.dumps(structured, indent=2)
+
     @server.resource(
         "piapi://tasks/{task_id}",
         name="piapi-task",
@@ -193,18 +258,89 @@ class _TaskTools:
         self.client = client
         self.settings = settings
         self.clock = settings.clock
+        self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
+        self._locks: dict[str, anyio.Lock] = {}
 
     async def create_and_follow(
-        self, request: KontextInput, ctx: Context[Any, Any], budget: float
+        self, request: KontextInput, ctx: Context[Any, Any], budget: float, *, force_new: bool, tool: str
     ) -> CallToolResult:
         started = self.clock.monotonic()
-        try:
-            task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, request.model_dump())
-        except PiAPIError as err:
-            raise ToolError(f"{err.message} No task was created.") from err
-        logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
+        task_input = request.model_dump()
+        fingerprint = request_fingerprint(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
+        # Identical calls in flight at once must not both create: the second waits for the first's record.
+        async with self._request_lock(fingerprint):
+            existing = None if force_new else self._recent_duplicate(fingerprint)
+            if existing is None:
+                try:
+                    task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
+                except CreateOutcomeUnknownError as err:
+                    raise ToolError(err.message) from err
+                except PiAPIError as err:
+                    raise ToolError(f"{err.message} No task was created.") from err
+                logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
+                self._write_ledger(
+                    lambda: self.ledger.record_created(
+                        task, tool=tool, task_input=task_input, fingerprint=fingerprint
+                    )
+                )
+        if existing is not None:
+            task = await self._get(existing.task_id)
+            age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
+            note = (
+                f"The same edit was requested {age:.0f} s ago as task {task.task_id}, so this call reuses "
+                "that task instead of paying for a new one (pass force_new=true to create another)."
+            )
+            return await self._follow(
+                task, ctx, started=started, created_at=started - self._age(task), budget=budget, reused=note
+            )
         return await self._follow(
             task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget
+        )
+
+    def _recent_duplicate(self, fingerprint: str) -> LedgerEntry | None:
+        if self.settings.dedup_seconds <= 0:
+            return None
+        try:
+            return self.ledger.find_recent_request(fingerprint, within_seconds=self.settings.dedup_seconds)
+        except (sqlite3.Error, OSError):
+            logger.warning("task ledger unreadable; duplicate check skipped", exc_info=True)
+            return None
+
+    @asynccontextmanager
+    async def _request_lock(self, fingerprint: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(fingerprint, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(fingerprint, None)
+
+    def _write_ledger(self, write: Callable[[], object]) -> None:
+        """Ledger trouble (disk full, permissions) is logged, never allowed to fail a paid task's call."""
+        try:
+            write()
+        except (sqlite3.Error, OSError):
+            logger.warning("could not write the task ledger", exc_info=True)
+
+    def list_recent(self, status: str | None, limit: int) -> CallToolResult:
+        try:
+            entries = self.ledger.recent(status=status, limit=limit)
+        except (sqlite3.Error, OSError) as err:
+            raise ToolError(f"The task ledger could not be read ({type(err).__name__}).") from err
+        listing = TaskList(tasks=entries, ledger=str(self.ledger.path) if self.ledger.path else None)
+        if entries:
+            lines = [
+                f"{e.task_id}  {e.status:<10}  {e.created_at:%Y-%m-%d %H:%M:%S} UTC  "
+                f"{_shown(e.input.get('prompt', ''))}"
+                for e in entries
+            ]
+            text = f"{len(entries)} task(s), newest first:\n" + "\n".join(lines)
+        else:
+            text = "No tasks recorded" + (f" with status {status}." if status else " yet.")
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)],
+            structured_content=listing.model_dump(mode="json"),
         )
 
     async def look_up(self, task_id: str, ctx: Context[Any, Any], wait_seconds: float) -> CallToolResult:
@@ -241,9 +377,11 @@ class _TaskTools:
 
     async def _get(self, task_id: str) -> Task:
         try:
-            return await self.client.get_task(task_id)
+            task = await self.client.get_task(task_id)
         except PiAPIError as err:
             raise ToolError(err.message) from err
+        self._write_ledger(lambda: self.ledger.record_seen(task))
+        return task
 
     def _age(self, task: Task) -> float:
         if task.created_at is None:
@@ -251,7 +389,14 @@ class _TaskTools:
         return max(0.0, (self.clock.now() - task.created_at).total_seconds())
 
     async def _follow(
-        self, task: Task, ctx: Context[Any, Any], *, started: float, created_at: float, budget: float
+        self,
+        task: Task,
+        ctx: Context[Any, Any],
+        *,
+        started: float,
+        created_at: float,
+        budget: float,
+        reused: str | None = None,
     ) -> CallToolResult:
         """Report the id at once, then wait until done or out of budget; never lose the id."""
         progress = _ProgressReporter(ctx, self.clock, started)
@@ -260,7 +405,9 @@ class _TaskTools:
             f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
         )
         if task.done:
-            return self._result(task, elapsed=self._age(task), eta=None)
+            return self._result(
+                task, elapsed=self._age(task), eta=None, note=reused, reused=reused is not None
+            )
 
         async def on_update(update: WaitUpdate) -> None:
             await progress.send(_progress_message(update), total=_total(update))
@@ -288,15 +435,21 @@ class _TaskTools:
                 f"Something went wrong while waiting for PiAPI task {task.task_id}; the task itself is "
                 f'safe on PiAPI: get it with get_task(task_id="{task.task_id}").'
             ) from err
-        return self._outcome_result(outcome)
-
-    def _outcome_result(self, outcome: WaitOutcome) -> CallToolResult:
-        note = None
+        self._write_ledger(lambda: self.ledger.record_seen(outcome.task))
+        notes = [reused] if reused else []
         if outcome.last_error is not None and not outcome.task.done:
-            note = f"The last check on it failed: {outcome.last_error.message}"
-        return self._result(outcome.task, elapsed=outcome.elapsed, eta=outcome.eta, note=note)
+            notes.append(f"The last check on it failed: {outcome.last_error.message}")
+        return self._result(
+            outcome.task,
+            elapsed=outcome.elapsed,
+            eta=outcome.eta,
+            note="\n".join(notes) or None,
+            reused=reused is not None,
+        )
 
-    def _task_result(self, task: Task, *, elapsed: float | None, eta: float | None) -> TaskResult:
+    def _task_result(
+        self, task: Task, *, elapsed: float | None, eta: float | None, reused: bool = False
+    ) -> TaskResult:
         done = task.done
         return TaskResult(
             task_id=task.task_id,
@@ -316,12 +469,19 @@ class _TaskTools:
             eta_seconds=None if done else eta,
             next=None if done else _resume_hint(task.task_id),
             simulated=self.settings.simulated,
+            reused=reused,
         )
 
     def _result(
-        self, task: Task, *, elapsed: float | None, eta: float | None, note: str | None = None
+        self,
+        task: Task,
+        *,
+        elapsed: float | None,
+        eta: float | None,
+        note: str | None = None,
+        reused: bool = False,
     ) -> CallToolResult:
-        structured = self._task_result(task, elapsed=elapsed, eta=eta)
+        structured = self._task_result(task, elapsed=elapsed, eta=eta, reused=reused)
         text = _summary(structured)
         if note:
             text += f"\n{note}"

@@ -45,6 +45,7 @@ MIN_END_LAG: Final = 0.5
 ESTIMATE_WINDOW: Final = 7
 #: A poll started with less budget than this left is not worth its round trip.
 _MIN_POLL_BUDGET: Final = 0.2
+_SLACK: Final = 1e-6
 
 #: Typical durations before any task of the kind has been seen: PiAPI's documented Kontext example
 #: ran 32.7 s from creation to end.
@@ -185,8 +186,8 @@ async def wait_for_task(
 
     while not task.done:
         now = clock.monotonic()
-        if now >= deadline:
-            break
+        if deadline - now < _MIN_POLL_BUDGET:
+            break  # too little time left for another poll to be worth waiting for
         # Re-read: a task of the same kind finishing meanwhile may have taught us its duration.
         estimate = estimator.estimate(task.model, task.task_type)
         if estimate is not None:
@@ -195,7 +196,8 @@ async def wait_for_task(
         await clock.sleep(wake - now)
         now = clock.monotonic()
 
-        if now >= next_poll and deadline - now >= _MIN_POLL_BUDGET:
+        # The slack absorbs float rounding: sleeping "until t" may wake a hair before t.
+        if now >= next_poll - _SLACK:
             previous_status = task.status
             try:
                 with anyio.fail_after(deadline - now):
@@ -215,7 +217,7 @@ async def wait_for_task(
                 await on_update(_update(task, now - created_at, estimate, polls))
                 last_update = clock.monotonic()
                 continue
-        if clock.monotonic() - last_update >= HEARTBEAT_SECONDS:
+        if clock.monotonic() - last_update >= HEARTBEAT_SECONDS - _SLACK:
             await on_update(_update(task, clock.monotonic() - created_at, estimate, polls))
             last_update = clock.monotonic()
 

@@ -74,7 +74,7 @@ def make_server(
     api_key: str | None = API_KEY,
     **settings: Any,
 ) -> Any:
-    client = PiAPIClient(http, api_key=api_key, base_url=SIM_BASE_URL)
+    client = PiAPIClient(http, api_key=api_key, base_url=SIM_BASE_URL, clock=clock, jitter=lambda: 0.5)
     return create_server(client, ServerSettings(clock=clock, **settings))
 
 

@@ -192,7 +192,7 @@ async def test_missing_api_key_lists_tools_and_explains_how_to_set_it(
         names = {tool.name for tool in (await client.list_tools()).tools}
         result = await client.call_tool("kontext_edit", EDIT)
 
-    assert names == {"kontext_edit", "get_task", "cancel_task"}
+    assert names == {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
     assert result.is_error
     assert "PIAPI_API_KEY" in text_of(result) and "--sandbox" in text_of(result)
     assert simulator.requests == []
@@ -201,13 +201,16 @@ async def test_missing_api_key_lists_tools_and_explains_how_to_set_it(
 @pytest.mark.parametrize(
     ("fault", "phrases"),
     [
-        ({"status": 401}, ["rejected the API key", "PIAPI_API_KEY"]),
-        ({"status": 429, "retry_after": "17"}, ["rate limiting", "after 17 s"]),
-        ({"status": 429}, ["rate limiting", "in a little while"]),
-        ({"status": 500}, ["server error (HTTP 500)", "try again"]),
-        ({"status": 502, "body": "html"}, ["server error (HTTP 502)"]),
-        ({"status": 200, "body": "html"}, ["instead of its JSON envelope"]),
-        ({"status": 200, "body": "truncated"}, ["instead of its JSON envelope"]),
+        ({"status": 401}, ["rejected the API key", "PIAPI_API_KEY", "No task was created"]),
+        (
+            {"status": 429, "retry_after": "17", "times": 99},
+            ["rate limiting", "after 17 s", "No task was created"],
+        ),
+        ({"status": 429, "times": 99}, ["rate limiting", "in a little while", "No task was created"]),
+        ({"status": 500, "times": 99}, ["server error (HTTP 500)", "try again", "No task was created"]),
+        ({"status": 502, "body": "html"}, ["may have created the task", "HTTP 502", "list_tasks"]),
+        ({"status": 200, "body": "html"}, ["may have created the task", "JSON envelope", "list_tasks"]),
+        ({"status": 200, "body": "truncated"}, ["may have created the task", "JSON envelope"]),
     ],
     ids=["401", "429-retry-after", "429-bare", "500", "502-html", "200-html", "200-truncated"],
 )
@@ -223,9 +226,35 @@ async def test_upstream_errors_on_create_are_clear_tool_errors_without_secrets(
     message = text_of(result)
     for phrase in phrases:
         assert phrase in message
-    assert "No task was created" in message
     assert API_KEY not in message and "<html" not in message
+    simulator.controls.faults.clear()
     assert (await mcp_client.call_tool("kontext_edit", EDIT)).is_error is False
+
+
+@pytest.mark.parametrize("fault", [{"status": 429}, {"status": 429, "retry_after": "3", "times": 2}])
+async def test_a_create_refused_with_429_is_retried_and_creates_one_task(
+    mcp_client: Client, simulator: PiAPISimulator, fault: dict[str, Any]
+) -> None:
+    """429 means PiAPI did not take the task, so trying again is safe and pays once."""
+    simulator.controls.faults.append(Fault(route="create", **fault))
+
+    result = await mcp_client.call_tool("kontext_edit", EDIT)
+
+    assert not result.is_error
+    assert simulator.created_count == 1
+    assert simulator.requests.count(("POST", "/api/v1/task")) == 1 + fault.get("times", 1)
+
+
+async def test_a_create_answered_by_a_gateway_error_is_never_sent_twice(
+    mcp_client: Client, simulator: PiAPISimulator
+) -> None:
+    """A 502 page may hide a created task: the call says so instead of trying again."""
+    simulator.controls.faults.append(Fault(route="create", status=502, body="html", times=99))
+
+    result = await mcp_client.call_tool("kontext_edit", EDIT)
+
+    assert result.is_error and "may have created the task" in text_of(result)
+    assert simulator.requests.count(("POST", "/api/v1/task")) == 1
 
 
 async def test_wrong_api_key_is_reported_without_echoing_it(

@@ -27,7 +27,7 @@ from tests.conftest import API_KEY, make_server
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"kontext_edit", "get_task", "cancel_task"}
+TOOLS = {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
 
 
@@ -103,7 +103,9 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
 
                 # A 90 s task with a 1 s budget comes back unfinished, with the way to resume.
                 simulator.controls.duration = 90
-                running = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 1})
+                running = await client.call_tool(
+                    "kontext_edit", {**EDIT, "prompt": "make it night", "wait_seconds": 1}
+                )
                 pending = _structured(running)
                 long_id = pending["task_id"]
                 assert not running.is_error, _text(running)
