@@ -96,16 +96,18 @@ async def test_identical_calls_in_flight_together_create_one_task(
 
     results: list[str] = []
     transport = httpx2.ASGITransport(slow_piapi)
-    async with httpx2.AsyncClient(transport=transport, base_url=SIM_BASE_URL) as http:
-        async with Client(make_server(simulator, clock, http)) as client:
+    async with (
+        httpx2.AsyncClient(transport=transport, base_url=SIM_BASE_URL) as http,
+        Client(make_server(simulator, clock, http)) as client,
+    ):
 
-            async def call() -> None:
-                result = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
-                results.append((result.structured_content or {})["task_id"])
+        async def call() -> None:
+            result = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
+            results.append((result.structured_content or {})["task_id"])
 
-            async with anyio.create_task_group() as group:
-                group.start_soon(call)
-                group.start_soon(call)
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            group.start_soon(call)
 
     assert simulator.created_count == 1 and len(set(results)) == 1 and len(results) == 2
 
