@@ -2,6 +2,8 @@
 
     piapi-mcp                                   stdio MCP server (what MCP hosts launch)
     piapi-mcp --transport streamable-http       HTTP on 127.0.0.1:8000/mcp (sse: /sse)
+    PIAPI_MCP_AUTH_TOKEN=... piapi-mcp --transport streamable-http --host 0.0.0.0
+                                                HTTP for other machines: every request needs the token
     piapi-mcp --sandbox                         against the built-in PiAPI simulator, no key needed
     piapi-mcp demo                              one full kontext_edit through a real MCP session
     piapi-mcp simulator --port 8765             the PiAPI simulator alone, for tests and benchmarks
@@ -52,6 +54,13 @@ class Config:
     sandbox_duration: float
     state_dir: Path
     dedup_seconds: float
+    #: HTTP transports only: every request must carry ``Authorization: Bearer <auth_token>``.
+    auth_token: str | None = None
+    #: HTTP transports only: allow a non-loopback bind address without a token.
+    insecure_no_auth: bool = False
+    #: Extra Host-header names (and Origins) the HTTP transports accept, besides loopback.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -60,6 +69,12 @@ class Config:
         Raises:
             ConfigError: a number that is not a number, or out of range.
         """
+        from piapi_mcp.hosting import (
+            ALLOWED_HOSTS_ENV,
+            ALLOWED_ORIGINS_ENV,
+            AUTH_TOKEN_ENV,
+            split_names,
+        )
         from piapi_mcp.server import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
 
         def number(name: str, flag: float | None, default: float, low: float, high: float) -> float:
@@ -76,6 +91,13 @@ class Config:
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
             return value
+
+        def names(name: str, flag: list[str] | None) -> tuple[str, ...]:
+            # Flags replace the variable, like every other setting.
+            return split_names(",".join(flag)) if flag else split_names(env.get(name))
+
+        flag_token = getattr(args, "auth_token", None)
+        token = (flag_token if flag_token is not None else env.get(AUTH_TOKEN_ENV, "")).strip()
 
         return cls(
             api_key=(env.get("PIAPI_API_KEY") or "").strip() or None,
@@ -96,6 +118,10 @@ class Config:
             sandbox_duration=number("PIAPI_SANDBOX_DURATION", None, DEFAULT_SANDBOX_DURATION, 0, 600),
             state_dir=default_state_dir(env),
             dedup_seconds=number("PIAPI_DEDUP_SECONDS", None, DEFAULT_DEDUP_SECONDS, 0, 86_400),
+            auth_token=token or None,
+            insecure_no_auth=bool(getattr(args, "insecure_no_auth", False)),
+            allowed_hosts=names(ALLOWED_HOSTS_ENV, getattr(args, "allowed_host", None)),
+            allowed_origins=names(ALLOWED_ORIGINS_ENV, getattr(args, "allowed_origin", None)),
         )
 
 
@@ -136,6 +162,38 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=_TRANSPORTS, default="stdio", help="default: stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    http = parser.add_argument_group(
+        "HTTP hosting security (sse and streamable-http only)",
+        "A bind address other than loopback needs a token, or --insecure-no-auth.",
+    )
+    http.add_argument(
+        "--auth-token",
+        default=None,
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on every request; overrides env PIAPI_MCP_AUTH_TOKEN, "
+        "which is preferred (a flag is visible to other users in ps)",
+    )
+    http.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without a token (only behind something that authenticates)",
+    )
+    http.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a Host name clients use besides loopback, e.g. mcp.example.com (repeatable; replaces "
+        "env PIAPI_MCP_ALLOWED_HOSTS, comma-separated); without :PORT any port is accepted",
+    )
+    http.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="a browser Origin allowed besides loopback, e.g. https://app.example.com (repeatable; "
+        "replaces env PIAPI_MCP_ALLOWED_ORIGINS, comma-separated)",
+    )
     parser.add_argument("--sandbox", action="store_true", help="use the built-in PiAPI simulator (no key)")
     parser.add_argument(
         "--base-url", default=None, help=f"PiAPI base URL (env PIAPI_BASE_URL; {DEFAULT_BASE_URL})"
@@ -192,7 +250,20 @@ def claude_desktop_config() -> str:
 
 
 async def serve(config: Config, transport: str, host: str, port: int) -> None:
-    """Run the MCP server on ``transport`` until it is stopped."""
+    """Run the MCP server on ``transport`` until it is stopped.
+
+    Raises:
+        ConfigError: an HTTP transport on a non-loopback ``host`` without a token, or with a token a
+            header cannot carry (raised before anything is bound).
+    """
+    from piapi_mcp.hosting import check_bind, validate_token
+
+    if transport != "stdio":
+        if config.auth_token:
+            validate_token(config.auth_token)
+        check_bind(host, config.auth_token, config.insecure_no_auth)
+    elif config.auth_token:
+        logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     from piapi_mcp.ledger import TaskLedger
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
@@ -217,14 +288,49 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             return
         import uvicorn
 
-        if transport == "sse":
-            app: Any = server.sse_app(host=host)
-            path = "/sse"
-        else:
-            app = server.streamable_http_app(host=host)
-            path = "/mcp"
-        logger.info("serving MCP over %s at http://%s:%d%s", transport, host, port, path)
+        from piapi_mcp.hosting import build_http_app
+
+        app = build_http_app(
+            server,
+            "sse" if transport == "sse" else "streamable-http",
+            host=host,
+            token=config.auth_token,
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.allowed_origins,
+        )
+        path = "/sse" if transport == "sse" else "/mcp"
+        _log_http_security(config, host)
+        shown = f"[{host}]" if ":" in host else host
+        logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, port, path)
         await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
+def _log_http_security(config: Config, host: str) -> None:
+    """Say at start whether requests need a token (never the token itself) and which names are accepted."""
+    from piapi_mcp.hosting import AUTH_TOKEN_ENV, RECOMMENDED_TOKEN_LENGTH, is_loopback, transport_security
+
+    if config.auth_token:
+        logger.info("HTTP auth: on, every request needs 'Authorization: Bearer <token>'")
+        if len(config.auth_token) < RECOMMENDED_TOKEN_LENGTH:
+            logger.warning(
+                "the auth token is short (%d characters); a random one of %d+ is safer, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                len(config.auth_token),
+                RECOMMENDED_TOKEN_LENGTH,
+            )
+    elif is_loopback(host):
+        logger.info("HTTP auth: off (%s not set); only this machine can connect", AUTH_TOKEN_ENV)
+    else:
+        logger.warning(
+            "HTTP auth: OFF on %s (--insecure-no-auth): anyone who reaches this port can use your PiAPI key",
+            host,
+        )
+    security = transport_security(host, config.allowed_hosts, config.allowed_origins)
+    logger.info(
+        "DNS-rebinding checks: Host must match %s; Origin, when sent, %s (add names with --allowed-host)",
+        ", ".join(security.allowed_hosts),
+        ", ".join(security.allowed_origins),
+    )
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ was never made, or PiAPI answered 429. A create whose answer may have been lost 
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from piapi_mcp.models import Task, parse_task
 from piapi_mcp.timing import Clock, SystemClock
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
+DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
 DEFAULT_HTTP_TIMEOUT: Final = 30.0
 _TASK_PATH: Final = "/api/v1/task"
 
@@ -86,6 +88,7 @@ class PiAPIClient:
         api_key: str | None,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = DEFAULT_HTTP_TIMEOUT,
+        upload_url: str = DEFAULT_UPLOAD_URL,
         retry: RetryPolicy = RetryPolicy(),
         clock: Clock | None = None,
         jitter: Callable[[], float] = random.random,
@@ -93,6 +96,7 @@ class PiAPIClient:
         self._http = http_client
         self._api_key = api_key or None
         self._base_url = base_url.rstrip("/")
+        self._upload_url = upload_url
         self._timeout = httpx2.Timeout(timeout)
         self._retry = retry
         self._clock: Clock = clock or SystemClock()
@@ -104,6 +108,11 @@ class PiAPIClient:
     def has_api_key(self) -> bool:
         """Whether a key is configured (calls fail with :class:`MissingAPIKeyError` otherwise)."""
         return self._api_key is not None
+
+    @property
+    def http_client(self) -> httpx2.AsyncClient:
+        """The injected HTTP client (also used to download outputs PiAPI serves)."""
+        return self._http
 
     @property
     def api_key(self) -> str | None:
@@ -160,6 +169,24 @@ class PiAPIClient:
         message = envelope.get("message")
         return message if isinstance(message, str) else None
 
+    async def upload_file(self, file_name: str, data: bytes) -> str:
+        """Upload bytes to PiAPI's ephemeral file storage (kept 24 h) and return their URL.
+
+        Raises:
+            AuthenticationError: HTTP 403 when the account's plan does not include uploads.
+            PiAPIError: another subclass saying what went wrong.
+        """
+        body = {"file_name": file_name, "file_data": base64.b64encode(data).decode("ascii")}
+        envelope = await self._request("POST", self._upload_url, json=body, should_retry=_retry_read)
+        data_part = envelope.get("data")
+        url = data_part.get("url") if isinstance(data_part, dict) else None
+        url = url or envelope.get("url")  # PiAPI's own CLI reads a top-level url
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise InvalidResponseError(
+                "PiAPI accepted the upload but its answer carried no file URL; try again.", status_code=200
+            )
+        return url
+
     async def _request(
         self, method: str, path: str, *, should_retry: Callable[[PiAPIError], bool], json: Any = None
     ) -> dict[str, Any]:
@@ -193,7 +220,7 @@ class PiAPIClient:
 
     async def _send(self, method: str, path: str, json: Any) -> dict[str, Any]:
         assert self._api_key is not None
-        url = f"{self._base_url}{path}"
+        url = path if path.startswith(("http://", "https://")) else f"{self._base_url}{path}"
         try:
             response = await self._http.request(
                 method,

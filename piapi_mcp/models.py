@@ -44,11 +44,14 @@ class KontextInput(BaseModel):
         ),
     )
     image: str = Field(
-        max_length=4096,
-        pattern=HTTP_URL_PATTERN,
+        min_length=1,
+        max_length=14_500_000,
+        pattern=r"\S",
         description=(
-            "The picture to edit, as an http:// or https:// URL that PiAPI's servers can download "
-            "(a public link to a PNG, JPEG or WebP)."
+            "The picture to edit (PNG, JPEG or WebP, at most 10 MB): a public http(s) URL; a local file "
+            "path (absolute, ~ or file://) inside the allowed folders, which is uploaded to PiAPI for 24 h; "
+            "a data: URI (base64); or piapi://tasks/{task_id} (or #2 for its second image) to edit an "
+            "earlier result."
         ),
     )
     width: int = Field(
@@ -107,6 +110,10 @@ class ImageRef(BaseModel):
     """One output image."""
 
     url: str = Field(description="Where PiAPI serves the image (PiAPI deletes outputs after a few days).")
+    path: str | None = Field(
+        default=None, description="Where the image was saved on this machine, if it was."
+    )
+    save_error: str | None = Field(default=None, description="Why saving it failed, if it did.")
 
 
 class Task(BaseModel):

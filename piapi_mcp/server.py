@@ -5,26 +5,47 @@ Resource template: ``piapi://tasks/{task_id}``. Every tool reports the task id i
 progress message, so a host that cuts the call off still has it.
 """
 
+import base64
 import inspect
 import json
 import logging
 import re
 import sqlite3
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import CallToolResult, InputRequiredResult, ResourceLink, TextContent, ToolAnnotations
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.types import (
+    CallToolResult,
+    ImageContent,
+    InputRequiredResult,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field, ValidationError
 
 from piapi_mcp.client import PiAPIClient
-from piapi_mcp.errors import BadRequestError, CreateOutcomeUnknownError, PiAPIError
+from piapi_mcp.errors import AuthenticationError, BadRequestError, CreateOutcomeUnknownError, PiAPIError
 from piapi_mcp.ledger import LedgerEntry, TaskLedger, request_fingerprint
+from piapi_mcp.media import (
+    Confinement,
+    ImageInputError,
+    ImageResolver,
+    OutputSaver,
+    ResolvedImage,
+    SavedImage,
+    make_preview,
+    paths_from_roots,
+)
 from piapi_mcp.models import (
     CANCELLED,
     COMPLETED,
@@ -83,6 +104,14 @@ class ServerSettings:
     ledger: TaskLedger | None = None
     #: An identical create within this many seconds returns the existing task (0 turns it off).
     dedup_seconds: float = DEFAULT_DEDUP_SECONDS
+    #: Folders local images may be read from (besides the client's roots, when those are used).
+    allowed_dirs: list[Path] = field(default_factory=list)
+    #: Whether the MCP client's roots count as allowed folders (stdio: the client's disk is ours).
+    use_client_roots: bool = True
+    #: Where finished outputs are saved; ``None`` turns saving off.
+    outputs: OutputSaver | None = None
+    #: Whether results carry a small thumbnail the model can look at.
+    preview: bool = True
 
 
 class TaskList(BaseModel):
@@ -248,6 +277,18 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         """The current state of a PiAPI task as JSON (the same fields as the tools' structured content)."""
         return await tasks.as_json(task_id)
 
+    @server.resource(
+        "piapi://tasks/{task_id}/images/{n}",
+        name="piapi-task-image",
+        title="Output image of a PiAPI task",
+        description="Output image n (from 1) of a task: the saved copy if there is one, else fetched "
+        "from PiAPI.",
+        mime_type="image/png",
+    )
+    async def task_image_resource(task_id: str, n: str) -> bytes:
+        """The bytes of output image ``n`` of a task."""
+        return await tasks.image_bytes(task_id, n)
+
     return server
 
 
@@ -271,6 +312,7 @@ class _TaskTools:
         async with self._request_lock(fingerprint):
             existing = None if force_new else self._recent_duplicate(fingerprint)
             if existing is None:
+                task_input["image"] = (await self._resolve_image(request.image, ctx)).url
                 try:
                     task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
                 except CreateOutcomeUnknownError as err:
@@ -296,6 +338,36 @@ class _TaskTools:
         return await self._follow(
             task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget
         )
+
+    async def _resolve_image(self, value: str, ctx: Context[Any, Any]) -> ResolvedImage:
+        """An image argument as an http(s) URL for PiAPI; refusals become one-sentence tool errors."""
+        resolver = ImageResolver(
+            upload=self._upload,
+            look_up_task=self.client.get_task,
+            confinement=Confinement(self.settings.allowed_dirs),
+        )
+        local = not value.strip().lower().startswith(("http://", "https://", "data:", "piapi://"))
+        roots = await _client_roots(ctx) if local and self.settings.use_client_roots else []
+        try:
+            return await resolver.resolve(value, roots=roots)
+        except ImageInputError as err:
+            raise ToolError(f"{err} Nothing was uploaded and no task was created.") from err
+        except PiAPIError as err:
+            raise ToolError(f"{err.message} No task was created.") from err
+
+    async def _upload(self, file_name: str, data: bytes) -> str:
+        try:
+            url = await self.client.upload_file(file_name, data)
+        except AuthenticationError as err:
+            if err.status_code != 403:
+                raise
+            said = f" ({err.upstream_message})" if err.upstream_message else ""
+            raise ImageInputError(
+                f"PiAPI refused the upload{said}: file uploads need PiAPI's Creator plan or higher. Give "
+                "the image as a public http(s) URL instead."
+            ) from err
+        logger.info("uploaded %s (%d bytes) for PiAPI", file_name, len(data))
+        return url
 
     def _recent_duplicate(self, fingerprint: str) -> LedgerEntry | None:
         if self.settings.dedup_seconds <= 0:
@@ -347,7 +419,7 @@ class _TaskTools:
         started = self.clock.monotonic()
         task = await self._get(task_id)
         if task.done or wait_seconds <= 0:
-            return self._result(task, elapsed=self._age(task), eta=None)
+            return await self._result(task, elapsed=self._age(task), eta=None)
         return await self._follow(
             task, ctx, started=started, created_at=started - self._age(task), budget=wait_seconds
         )
@@ -364,7 +436,7 @@ class _TaskTools:
         except PiAPIError as err:
             raise ToolError(err.message) from err
         task = await self._get(task_id)
-        return self._result(task, elapsed=None, eta=None)
+        return await self._result(task, elapsed=None, eta=None)
 
     async def as_json(self, task_id: str) -> str:
         if not _valid_task_id(task_id):
@@ -374,6 +446,27 @@ class _TaskTools:
         except PiAPIError as err:
             raise ResourceError(err.message) from err
         return self._task_result(task, elapsed=None, eta=None).model_dump_json(indent=2)
+
+    async def image_bytes(self, task_id: str, n: str) -> bytes:
+        if not _valid_task_id(task_id) or not n.isdigit() or int(n) < 1:
+            raise ResourceError(f"piapi://tasks/{task_id}/images/{n} names no task image.")
+        index = int(n)
+        saver = self.settings.outputs
+        if saver is not None and (saved := saver.existing(task_id, index)) is not None:
+            return saved.read_bytes()
+        try:
+            task = await self.client.get_task(task_id)
+        except PiAPIError as err:
+            raise ResourceError(err.message) from err
+        if not 1 <= index <= len(task.images):
+            raise ResourceError(
+                f"Task {task_id} has {len(task.images)} output image(s); there is no image {n}."
+            )
+        fetcher = saver or OutputSaver(self.client.http_client, None)
+        try:
+            return await fetcher.download(task.images[index - 1])
+        except ImageInputError as err:
+            raise ResourceError(f"Image {n} of task {task_id}: {err}.") from err
 
     async def _get(self, task_id: str) -> Task:
         try:
@@ -405,7 +498,7 @@ class _TaskTools:
             f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
         )
         if task.done:
-            return self._result(
+            return await self._result(
                 task, elapsed=self._age(task), eta=None, note=reused, reused=reused is not None
             )
 
@@ -439,7 +532,7 @@ class _TaskTools:
         notes = [reused] if reused else []
         if outcome.last_error is not None and not outcome.task.done:
             notes.append(f"The last check on it failed: {outcome.last_error.message}")
-        return self._result(
+        return await self._result(
             outcome.task,
             elapsed=outcome.elapsed,
             eta=outcome.eta,
@@ -448,16 +541,23 @@ class _TaskTools:
         )
 
     def _task_result(
-        self, task: Task, *, elapsed: float | None, eta: float | None, reused: bool = False
+        self,
+        task: Task,
+        *,
+        elapsed: float | None,
+        eta: float | None,
+        reused: bool = False,
+        saved: Sequence[SavedImage] = (),
     ) -> TaskResult:
         done = task.done
+        by_url = {image.url: image for image in saved}
         return TaskResult(
             task_id=task.task_id,
             model=task.model,
             task_type=task.task_type,
             status=task.status,
             done=done,
-            images=[ImageRef(url=url) for url in task.images],
+            images=[_image_ref(url, by_url.get(url)) for url in task.images],
             usage=task.usage,
             error=task.error if task.status == FAILED else None,
             created_at=task.created_at,
@@ -472,7 +572,20 @@ class _TaskTools:
             reused=reused,
         )
 
-    def _result(
+    async def _outputs(self, task: Task) -> list[SavedImage]:
+        """Save a completed task's images (or just fetch them for the preview); never raises."""
+        if task.status != COMPLETED or not task.images:
+            return []
+        saver = self.settings.outputs
+        if saver is None or (saver.folder is None and not self.settings.preview):
+            return []
+        saved = await saver.save(task)
+        paths = [str(image.path) for image in saved if image.path is not None]
+        if paths:
+            self._write_ledger(lambda: self.ledger.record_seen(task, local_paths=paths))
+        return saved
+
+    async def _result(
         self,
         task: Task,
         *,
@@ -481,13 +594,24 @@ class _TaskTools:
         note: str | None = None,
         reused: bool = False,
     ) -> CallToolResult:
-        structured = self._task_result(task, elapsed=elapsed, eta=eta, reused=reused)
+        saved = await self._outputs(task)
+        structured = self._task_result(task, elapsed=elapsed, eta=eta, reused=reused, saved=saved)
         text = _summary(structured)
         if note:
             text += f"\n{note}"
         if structured.simulated:
             text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: no credits were used.)"
         content: list[Any] = [TextContent(type="text", text=text)]
+        if self.settings.preview:
+            for copy in saved:
+                preview = make_preview(copy.data) if copy.data else None
+                if preview is not None:
+                    data, mime_type = preview
+                    content.append(
+                        ImageContent(
+                            type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type
+                        )
+                    )
         for index, image in enumerate(structured.images, start=1):
             content.append(
                 ResourceLink(
@@ -498,6 +622,16 @@ class _TaskTools:
                     mime_type=_image_mime_type(image.url),
                 )
             )
+            if image.path:
+                content.append(
+                    ResourceLink(
+                        type="resource_link",
+                        name=f"{task.task_id}-image-{index}-file",
+                        title=f"Saved copy of output image {index}",
+                        uri=Path(image.path).as_uri(),
+                        mime_type=_image_mime_type(str(image.path)),
+                    )
+                )
         content.append(
             ResourceLink(
                 type="resource_link",
@@ -579,6 +713,28 @@ def _summary(result: TaskResult) -> str:
         f"PiAPI task {tid} is still {result.status}{elapsed}{eta}. It is not lost: call get_task "
         f'with task_id "{tid}" and wait_seconds {DEFAULT_WAIT_SECONDS:g} to get the result.'
     )
+
+
+async def _client_roots(ctx: Context[Any, Any]) -> list[Path]:
+    """The local folders the MCP client declared as roots; none when it has none or cannot say."""
+    session = ctx.request_context.session
+    capabilities = session.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return []
+    try:
+        with anyio.fail_after(5), warnings.catch_warnings():
+            # Roots are deprecated in the 2026-07-28 protocol, but clients of the 2025 era use them.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            listed = await session.list_roots()
+    except (MCPError, TimeoutError):
+        return []
+    return paths_from_roots([str(root.uri) for root in listed.roots])
+
+
+def _image_ref(url: str, saved: SavedImage | None) -> ImageRef:
+    if saved is None:
+        return ImageRef(url=url)
+    return ImageRef(url=url, path=str(saved.path) if saved.path else None, save_error=saved.error)
 
 
 def _image_mime_type(url: str) -> str:

@@ -7,7 +7,20 @@ Output images are real PNGs, drawn with the prompt on them.
 
 Knobs live on :class:`SimulatorControls`: in-process, change the object; over HTTP, ``POST`` JSON
 to ``/_simulator/controls``. A prompt containing ``[fail]`` makes that one task fail, so anyone
-trying the sandbox can see a failure too.
+trying the sandbox can see a failure too. ``GET /_simulator/tasks`` lists the tasks created so far
+and the faults served, for benchmarks that count lost and duplicated tasks.
+
+Faults come in three kinds:
+
+- scripted :class:`Fault` answers (an HTTP status, a garbled body, a dropped connection), served
+  first-come first-served to the route they name;
+- random ones: with ``fault_rate`` > 0, that share of requests get a fault drawn (by a seeded
+  :class:`random.Random`) from ``fault_kinds``. A fault that means "PiAPI refused" (429, 500, 503)
+  creates nothing; one that loses PiAPI's answer (a gateway's 502 page, a non-JSON 200, a reset)
+  hits a create *after* the task was made, as on a real network, and the task is marked
+  ``answer_lost``;
+- connection-level ones, in process: :class:`FaultyTransport` wraps the ``httpx2`` transport to the
+  simulator and refuses connections, loses answers, or times out, which an ASGI app cannot do.
 """
 
 from __future__ import annotations
@@ -15,12 +28,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import textwrap
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,7 +52,14 @@ _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_RENDER_SIDE = 1024
 
 Route_ = Literal["create", "get", "cancel", "any"]
-FaultBody = Literal["envelope", "html", "truncated", "empty"]
+#: ``reset`` starts the answer, then drops the connection (over HTTP the client sees a broken
+#: answer; in process, :class:`FaultyTransport` turns it into ``httpx2.RemoteProtocolError``).
+FaultBody = Literal["envelope", "html", "truncated", "empty", "reset"]
+#: Faults ``fault_rate`` draws from: HTTP statuses, a 200 that is not JSON, a dropped connection.
+RandomFaultKind = Literal["429", "500", "502", "503", "non_json", "reset"]
+RANDOM_FAULT_KINDS: Final[tuple[RandomFaultKind, ...]] = ("429", "500", "502", "503", "non_json", "reset")
+#: Random faults that mean PiAPI refused the request: a create meeting one creates nothing.
+_REFUSING_KINDS: Final = frozenset({"429", "500", "503"})
 
 
 @dataclass
@@ -70,6 +93,16 @@ class SimulatorControls:
     output_key: Literal["image_url", "image_urls", "temporary_image_urls"] = "image_url"
     #: Scripted faults, served first-come first-served.
     faults: list[Fault] = field(default_factory=list)
+    #: While set, task answers to ``get`` report this raw status (e.g. ``"queued_for_gpu"``)...
+    status_override: str | None = None
+    #: ...for this many more answers (``None``: until ``status_override`` is cleared).
+    status_override_gets: int | None = None
+    #: Share of API requests (0 to 1) answered with a random fault from ``fault_kinds``.
+    fault_rate: float = 0.0
+    #: Seed of the random faults; setting it (also over HTTP) restarts their sequence.
+    fault_seed: int | None = None
+    #: What random faults may be.
+    fault_kinds: list[RandomFaultKind] = field(default_factory=lambda: list(RANDOM_FAULT_KINDS))
 
 
 @dataclass
@@ -87,6 +120,8 @@ class SimulatedTask:
     duration: float
     fails: bool
     cancelled_at: float | None = None
+    #: PiAPI created it but the answer carrying its id was lost on the way (a random fault).
+    answer_lost: bool = False
 
 
 class PiAPISimulator:
@@ -98,6 +133,9 @@ class PiAPISimulator:
         self.tasks: dict[str, SimulatedTask] = {}
         #: Every request seen, as ``(method, path)``, for tests and benchmarks to count.
         self.requests: list[tuple[str, str]] = []
+        #: Random faults served so far, by kind.
+        self.random_faults: Counter[str] = Counter()
+        self.random = random.Random(self.controls.fault_seed)
         self._images: dict[str, bytes] = {}
         self.app = Starlette(
             routes=[
@@ -106,6 +144,7 @@ class PiAPISimulator:
                 Route("/api/v1/task/{task_id}", self._cancel, methods=["DELETE"]),
                 Route("/temp/{name}", self._image, methods=["GET"]),
                 Route("/_simulator/controls", self._set_controls, methods=["POST"]),
+                Route("/_simulator/tasks", self._list_tasks, methods=["GET"]),
             ]
         )
 
@@ -127,7 +166,9 @@ class PiAPISimulator:
             return "processing"
         return "failed" if task.fails else "completed"
 
-    def _task_data(self, task: SimulatedTask, base_url: str) -> dict[str, Any]:
+    def _task_data(
+        self, task: SimulatedTask, base_url: str, shown_status: str | None = None
+    ) -> dict[str, Any]:
         status = self.status_of(task)
         started = task.created_wall + timedelta(seconds=task.queue_seconds)
         ended = started + timedelta(seconds=task.duration)
@@ -152,7 +193,9 @@ class PiAPISimulator:
             "task_id": task.task_id,
             "model": task.model,
             "task_type": task.task_type,
-            "status": _spell(status, self.controls.status_style),
+            "status": shown_status
+            if shown_status is not None
+            else _spell(status, self.controls.status_style),
             "config": {"service_mode": "", "webhook_config": task.config.get("webhook_config", {})},
             "input": dict(sorted(task.input.items())),
             "output": output,
@@ -187,9 +230,24 @@ class PiAPISimulator:
             return _error(401, "Unauthorized: invalid api key")
         return None
 
+    def _random_fault(self) -> RandomFaultKind | None:
+        """A fault kind for this request, drawn with probability ``fault_rate``; ``None`` for none."""
+        rate, kinds = self.controls.fault_rate, self.controls.fault_kinds
+        if rate <= 0 or not kinds or self.random.random() >= rate:
+            return None
+        kind: RandomFaultKind = self.random.choice(kinds)
+        return kind
+
+    def _serve_random_fault(self, kind: RandomFaultKind) -> Response:
+        self.random_faults[kind] += 1
+        return _random_fault_response(kind)
+
     async def _create(self, request: Request) -> Response:
         if (refused := self._check(request, "create")) is not None:
             return refused
+        fault = self._random_fault()
+        if fault is not None and fault in _REFUSING_KINDS:
+            return self._serve_random_fault(fault)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -211,11 +269,16 @@ class PiAPISimulator:
             fails=self.controls.fail_tasks or FAIL_MARKER in str(task_input.get("prompt", "")).lower(),
         )
         self.tasks[task.task_id] = task
+        if fault is not None:  # PiAPI made the task, but its answer does not make it back
+            task.answer_lost = True
+            return self._serve_random_fault(fault)
         return self._envelope(self._task_data(task, _base(request)))
 
     def _find(self, request: Request, route: Route_) -> SimulatedTask | Response:
         if (refused := self._check(request, route)) is not None:
             return refused
+        if (fault := self._random_fault()) is not None:
+            return self._serve_random_fault(fault)
         task = self.tasks.get(request.path_params["task_id"])
         return _error(404, "task not found") if task is None else task
 
@@ -223,7 +286,18 @@ class PiAPISimulator:
         task = self._find(request, "get")
         if isinstance(task, Response):
             return task
-        return self._envelope(self._task_data(task, _base(request)))
+        return self._envelope(self._task_data(task, _base(request), self._status_override()))
+
+    def _status_override(self) -> str | None:
+        controls = self.controls
+        if controls.status_override is None:
+            return None
+        shown = controls.status_override
+        if controls.status_override_gets is not None:
+            controls.status_override_gets -= 1
+            if controls.status_override_gets <= 0:
+                controls.status_override, controls.status_override_gets = None, None
+        return shown
 
     async def _cancel(self, request: Request) -> Response:
         task = self._find(request, "cancel")
@@ -251,7 +325,23 @@ class PiAPISimulator:
                 setattr(self.controls, name, value)
             elif name == "faults":
                 self.controls.faults = [Fault(**item) for item in value]
+        if "fault_seed" in changes:
+            self.random.seed(self.controls.fault_seed)
         return JSONResponse({"ok": True})
+
+    async def _list_tasks(self, request: Request) -> Response:
+        tasks = [
+            {
+                "task_id": task.task_id,
+                "prompt": task.input.get("prompt"),
+                "status": self.status_of(task),
+                "answer_lost": task.answer_lost,
+            }
+            for task in self.tasks.values()
+        ]
+        return JSONResponse(
+            {"tasks": tasks, "requests": len(self.requests), "random_faults": dict(self.random_faults)}
+        )
 
 
 def _validate_create(body: Any) -> str | None:
@@ -277,6 +367,8 @@ def _validate_create(body: Any) -> str | None:
 
 def _fault_response(fault: Fault) -> Response:
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+    if fault.body == "reset":
+        return _ResetResponse(fault.status)
     if fault.body == "html":
         return Response(
             "<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>",
@@ -295,6 +387,43 @@ def _fault_response(fault: Fault) -> Response:
         return Response(b"", status_code=fault.status, headers=headers)
     messages = {429: "rate limit exceeded", 401: "Unauthorized: invalid api key"}
     return _error(fault.status, messages.get(fault.status, "internal error"), headers=headers)
+
+
+def _random_fault_response(kind: RandomFaultKind) -> Response:
+    if kind == "reset":
+        return _ResetResponse(200)
+    if kind == "non_json":
+        return _fault_response(Fault(status=200, body="html"))
+    if kind == "502":
+        return _fault_response(Fault(status=502, body="html"))
+    return _fault_response(Fault(status=int(kind)))
+
+
+class SimulatedConnectionReset(Exception):
+    """Raised by the simulator app to drop a connection in the middle of an answer."""
+
+
+class _ResetResponse(Response):
+    """Starts an answer, sends part of it, then drops the connection.
+
+    Under uvicorn the client sees the connection close before the body is complete (and uvicorn
+    logs the exception); under ``httpx2.ASGITransport`` the exception reaches the caller, which is
+    what :class:`FaultyTransport` turns into ``httpx2.RemoteProtocolError``.
+    """
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code=status_code, media_type="application/json")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"code": 200, "da', "more_body": True})
+        raise SimulatedConnectionReset("simulated connection reset in the middle of an answer")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -318,6 +447,105 @@ def _rfc3339(moment: datetime) -> str:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+# --- connection-level faults, in process ---------------------------------------------------------
+
+ConnectionFaultKind = Literal["refused", "reset", "timeout"]
+
+
+@dataclass
+class ConnectionFault:
+    """One scripted connection failure, served ``times`` times to requests on ``route``.
+
+    - ``refused``: the connection is never made (``httpx2.ConnectError``); PiAPI never sees the request.
+    - ``reset``: the request reaches PiAPI and is handled, then the connection drops before the
+      answer arrives (``httpx2.RemoteProtocolError``).
+    - ``timeout``: the request reaches PiAPI and is handled, but the answer comes later than the
+      request's read time-out (``httpx2.ReadTimeout``); with a clock, that time-out passes on it.
+    """
+
+    route: Route_ = "any"
+    kind: ConnectionFaultKind = "reset"
+    times: int = 1
+
+
+def route_of(method: str, path: str) -> Route_ | None:
+    """Which PiAPI call a request is (``None`` for anything but the task API)."""
+    if path.rstrip("/") == "/api/v1/task":
+        return "create" if method == "POST" else None
+    if path.startswith("/api/v1/task/") and method == "GET":
+        return "get"
+    if path.startswith("/api/v1/task/") and method == "DELETE":
+        return "cancel"
+    return None
+
+
+class FaultyTransport(httpx2.AsyncBaseTransport):
+    """An ``httpx2`` transport that fails connections on cue, around another transport.
+
+    Wrap the transport to the simulator (``httpx2.ASGITransport(simulator.app)``) to give
+    in-process tests what an ASGI app cannot: refused connections, answers lost after PiAPI acted
+    on the request, and answers slower than the time-out. It also turns the simulator's own
+    mid-answer resets (``Fault(body="reset")``, random ``reset`` faults) into the
+    ``httpx2.RemoteProtocolError`` a real connection would raise.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        faults: list[ConnectionFault] | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.inner = inner
+        #: Scripted faults, served first-come first-served; add to it between requests.
+        self.faults: list[ConnectionFault] = list(faults or [])
+        #: Faults served so far, as ``(route, kind)``.
+        self.served: list[tuple[Route_, ConnectionFaultKind]] = []
+        self._clock = clock
+
+    def _take(self, route: Route_ | None) -> ConnectionFault | None:
+        if route is None:
+            return None
+        for fault in self.faults:
+            if fault.times > 0 and fault.route in (route, "any"):
+                fault.times -= 1
+                if fault.times == 0:
+                    self.faults.remove(fault)
+                self.served.append((route, fault.kind))
+                return fault
+        return None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` through the inner transport, unless a fault is due for its route."""
+        fault = self._take(route_of(request.method, request.url.path))
+        if fault is not None and fault.kind == "refused":
+            raise httpx2.ConnectError("[Errno 111] Connection refused (simulated)", request=request)
+        try:
+            response = await self.inner.handle_async_request(request)
+            if fault is not None:
+                await response.aread()  # PiAPI has acted on the request; only its answer is lost
+                await response.aclose()
+        except SimulatedConnectionReset as err:
+            raise httpx2.RemoteProtocolError(
+                "peer closed connection without sending complete message body (simulated)", request=request
+            ) from err
+        if fault is None:
+            return response
+        if fault.kind == "reset":
+            raise httpx2.RemoteProtocolError(
+                "Server disconnected without sending a response (simulated)", request=request
+            )
+        timeouts = request.extensions.get("timeout")
+        read_timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
+        if self._clock is not None and isinstance(read_timeout, int | float):
+            await self._clock.sleep(read_timeout)
+        raise httpx2.ReadTimeout("The read operation timed out (simulated)", request=request)
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
 
 
 def render_image(task_input: dict[str, Any]) -> bytes:

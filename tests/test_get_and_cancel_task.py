@@ -113,8 +113,11 @@ async def test_task_resource_is_the_normalised_task_as_json(mcp_client: Client, 
     assert task["task_id"] == task_id and task["status"] == "completed" and task["images"]
 
 
-async def test_task_resource_template_is_listed(mcp_client: Client) -> None:
-    """Hosts can discover the task resource template."""
+async def test_task_resource_templates_are_listed(mcp_client: Client) -> None:
+    """Hosts can discover the task and task-image resource templates."""
     templates = (await mcp_client.list_resource_templates()).resource_templates
 
-    assert [t.uri_template for t in templates] == ["piapi://tasks/{task_id}"]
+    assert sorted(t.uri_template for t in templates) == [
+        "piapi://tasks/{task_id}",
+        "piapi://tasks/{task_id}/images/{n}",
+    ]
