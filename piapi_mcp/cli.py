@@ -27,11 +27,11 @@ from typing import Any, Final
 import anyio
 import httpx2
 
-from piapi_mcp.client import DEFAULT_BASE_URL, DEFAULT_HTTP_TIMEOUT, PiAPIClient
+from piapi_mcp.client import DEFAULT_BASE_URL, DEFAULT_HTTP_TIMEOUT, DEFAULT_UPLOAD_URL, PiAPIClient
+from piapi_mcp.media import parse_allowed_dirs
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
 DEFAULT_SANDBOX_DURATION: Final = 8.0
-DEMO_IMAGE: Final = "https://piapi.ai/dashboard/flux/input_example.png"
 DEMO_PROMPT: Final = "make the sky purple and add the word Pineapple in big letters"
 _TRANSPORTS: Final = ("stdio", "sse", "streamable-http")
 
@@ -61,6 +61,12 @@ class Config:
     #: Extra Host-header names (and Origins) the HTTP transports accept, besides loopback.
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    #: Folders local images may be read from (``PIAPI_ALLOWED_DIRS``), besides a stdio client's roots.
+    allowed_dirs: tuple[Path, ...] = ()
+    upload_url: str = DEFAULT_UPLOAD_URL
+    #: Where finished outputs are saved; ``None`` when ``PIAPI_SAVE_OUTPUTS=0``.
+    output_dir: Path | None = None
+    preview: bool = True
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -92,6 +98,14 @@ class Config:
                 raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
             return value
 
+        def switch(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name}={raw!r} should be 1 or 0.")
+
         def names(name: str, flag: list[str] | None) -> tuple[str, ...]:
             # Flags replace the variable, like every other setting.
             return split_names(",".join(flag)) if flag else split_names(env.get(name))
@@ -122,7 +136,22 @@ class Config:
             insecure_no_auth=bool(getattr(args, "insecure_no_auth", False)),
             allowed_hosts=names(ALLOWED_HOSTS_ENV, getattr(args, "allowed_host", None)),
             allowed_origins=names(ALLOWED_ORIGINS_ENV, getattr(args, "allowed_origin", None)),
+            allowed_dirs=tuple(parse_allowed_dirs(env.get("PIAPI_ALLOWED_DIRS", ""))),
+            upload_url=(env.get("PIAPI_UPLOAD_URL") or DEFAULT_UPLOAD_URL).strip(),
+            output_dir=(
+                Path(env["PIAPI_OUTPUT_DIR"]).expanduser()
+                if env.get("PIAPI_OUTPUT_DIR", "").strip()
+                else default_output_dir()
+            )
+            if switch("PIAPI_SAVE_OUTPUTS")
+            else None,
+            preview=switch("PIAPI_PREVIEW"),
         )
+
+
+def default_output_dir() -> Path:
+    """Where outputs are saved by default: ``~/Pictures/piapi-mcp``."""
+    return Path.home() / "Pictures" / "piapi-mcp"
 
 
 def default_state_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
@@ -148,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="run one kontext_edit end to end through an MCP session")
     demo.add_argument("--prompt", default=DEMO_PROMPT, help="the edit to ask for")
-    demo.add_argument("--image", default=DEMO_IMAGE, help="URL of the picture to edit")
+    demo.add_argument(
+        "--image",
+        default=None,
+        help="the picture to edit: a URL or a local file (default: one drawn for the demo)",
+    )
     demo.add_argument("--wait-seconds", type=float, default=None, help="budget of each tool call")
     commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
     sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
@@ -265,6 +298,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     from piapi_mcp.ledger import TaskLedger
+    from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
 
@@ -277,6 +311,11 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             estimator=DurationEstimator(path=config.state_dir / f"{prefix}durations.json"),
             ledger=TaskLedger(config.state_dir / f"{prefix}tasks.sqlite3"),
             dedup_seconds=config.dedup_seconds,
+            allowed_dirs=list(config.allowed_dirs),
+            # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
+            use_client_roots=transport == "stdio",
+            outputs=OutputSaver(client.http_client, config.output_dir, timeout=config.http_timeout),
+            preview=config.preview,
         )
         server = create_server(client, settings)
         if not client.has_api_key:
@@ -341,7 +380,11 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
         if not config.sandbox:
             yield (
                 PiAPIClient(
-                    http, api_key=config.api_key, base_url=config.base_url, timeout=config.http_timeout
+                    http,
+                    api_key=config.api_key,
+                    base_url=config.base_url,
+                    upload_url=config.upload_url,
+                    timeout=config.http_timeout,
                 ),
                 False,
             )
@@ -356,7 +399,13 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
         async with serve_app_on_loopback(simulator.app) as base_url:
             logger.info("sandbox: PiAPI simulator at %s (results are simulated, no credits used)", base_url)
             yield (
-                PiAPIClient(http, api_key=SANDBOX_API_KEY, base_url=base_url, timeout=config.http_timeout),
+                PiAPIClient(
+                    http,
+                    api_key=SANDBOX_API_KEY,
+                    base_url=base_url,
+                    upload_url=f"{base_url}/api/ephemeral_resource",
+                    timeout=config.http_timeout,
+                ),
                 True,
             )
 

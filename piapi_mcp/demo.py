@@ -1,8 +1,9 @@
 """``piapi-mcp demo``: one Kontext edit through a real MCP client session, printed for a person.
 
-It launches this package's server over stdio, exactly as an MCP host would (against the built-in
-simulator when no PIAPI_API_KEY is set), calls ``kontext_edit`` with progress, resumes with
-``get_task`` if the first call's budget runs out, and prints the edited image's URL.
+It draws a local picture, launches this package's server over stdio exactly as an MCP host
+would (against the built-in simulator when no PIAPI_API_KEY is set), calls ``kontext_edit`` on that
+file with progress, resumes with ``get_task`` if the first call's budget runs out, and ends with
+the edited image's URL and the path of the saved file.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import httpx2
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, ResourceLink
+from mcp.types import CallToolResult, ImageContent, TextContent
 
 from piapi_mcp.cli import Config
 
@@ -25,6 +25,11 @@ _PASSED_ENV = (
     "PIAPI_HTTP_TIMEOUT",
     "PIAPI_SANDBOX_DURATION",
     "PIAPI_STATE_DIR",
+    "PIAPI_OUTPUT_DIR",
+    "PIAPI_SAVE_OUTPUTS",
+    "PIAPI_PREVIEW",
+    "PIAPI_UPLOAD_URL",
+    "PIAPI_ALLOWED_DIRS",
     "XDG_STATE_HOME",
     "HOME",
 )
@@ -34,13 +39,37 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-async def run_demo(config: Config, prompt: str, image: str, wait_seconds: float | None) -> int:
-    """Run the demo; returns the process exit code (0 when an image URL was printed)."""
+DEMO_FOLDER: Final = Path("piapi-demo-output")
+
+
+def draw_demo_picture(path: Path) -> Path:
+    """Draw the demo's input: a small landscape with a blue sky, a sun and green hills (PNG)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (768, 512), (110, 170, 235))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((560, 60, 680, 180), fill=(255, 214, 90))
+    draw.ellipse((-200, 300, 500, 800), fill=(70, 150, 70))
+    draw.ellipse((250, 330, 1000, 850), fill=(50, 120, 55))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+async def run_demo(config: Config, prompt: str, image: str | None, wait_seconds: float | None) -> int:
+    """Run the demo; returns the process exit code (0 when the edited image was produced)."""
     sandbox = config.sandbox or config.api_key is None
     args = ["-m", "piapi_mcp", "--log-level", "WARNING"] + (["--sandbox"] if sandbox else [])
     # A stdio child inherits almost nothing from us; hand it the PiAPI settings explicitly.
     env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
     env["PATH"] = os.environ.get("PATH", "")
+    if image is None:
+        picture = draw_demo_picture((DEMO_FOLDER / "input.png").resolve())
+        image = str(picture)
+        env["PIAPI_ALLOWED_DIRS"] = os.pathsep.join(
+            filter(None, [env.get("PIAPI_ALLOWED_DIRS"), str(picture.parent)])
+        )
+    env.setdefault("PIAPI_OUTPUT_DIR", str(DEMO_FOLDER.resolve()))
     where = "the built-in PiAPI simulator (no key set, no credits used)" if sandbox else config.base_url
     _say(f"piapi-mcp demo: editing {image}\n  prompt: {prompt!r}\n  against: {where}")
 
@@ -59,32 +88,26 @@ async def run_demo(config: Config, prompt: str, image: str, wait_seconds: float 
             _say(f"  not finished within the budget; resuming with get_task(task_id={task_id!r})")
             resume: dict[str, Any] = {"task_id": task_id, "wait_seconds": wait_seconds or config.wait_seconds}
             result = await client.call_tool("get_task", resume, progress_callback=on_progress)
-        # Fetch while the server (and, in the sandbox, its simulator) is still up.
-        return await _report(result)
+    return _report(result)
 
 
 def _still_running(result: CallToolResult) -> bool:
     return not result.is_error and bool(result.structured_content) and not result.structured_content["done"]
 
 
-async def _report(result: CallToolResult) -> int:
-    text = next((block.text for block in result.content if block.type == "text"), "")
+def _report(result: CallToolResult) -> int:
+    text = next((block.text for block in result.content if isinstance(block, TextContent)), "")
     _say("\n" + text)
-    images = [b.uri for b in result.content if isinstance(b, ResourceLink) and b.uri.startswith("http")]
-    if result.is_error or not images:
+    data = result.structured_content or {}
+    if result.is_error or not data.get("images"):
         return 1
-    _say(f"\nEdited image: {images[0]}")
-    assert result.structured_content is not None
-    target = Path("piapi-demo-output") / f"{result.structured_content['task_id']}.png"
-    try:
-        async with httpx2.AsyncClient(timeout=30) as http:
-            response = await http.get(images[0])
-            response.raise_for_status()
-        target.parent.mkdir(exist_ok=True)
-        target.write_bytes(response.content)
-        _say(f"Saved a copy: {target.resolve()}")
-    except (httpx2.HTTPError, OSError) as err:
-        _say(
-            f"(Could not save a copy: {type(err).__name__}; the URL above still works while PiAPI keeps it.)"
-        )
+    image = data["images"][0]
+    _say(f"\nEdited image: {image['url']}")
+    previews = sum(isinstance(block, ImageContent) for block in result.content)
+    if previews:
+        _say(f"The result carried {previews} preview thumbnail(s) for the model to look at.")
+    if image.get("path"):
+        _say(f"Saved file: {image['path']}")
+        return 0
+    _say(f"(Not saved: {image.get('save_error') or 'saving is off (PIAPI_SAVE_OUTPUTS=0)'}.)")
     return 0

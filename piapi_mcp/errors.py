@@ -53,10 +53,15 @@ class CreateOutcomeUnknownError(PiAPIError):
     def __init__(self, cause: PiAPIError) -> None:
         super().__init__(
             "PiAPI may have created the task, but its answer was lost "
-            f"({cause.message.rstrip('.')}). Do not simply try again, that could pay twice: check "
+            f"({_what_happened(cause.message)}). Do not simply try again, that could pay twice: check "
             "list_tasks and your PiAPI dashboard for a new task first."
         )
         self.cause = cause
+
+
+def _what_happened(message: str) -> str:
+    """The part of an error message that says what happened, without its advice ("try again")."""
+    return re.split(r";|\. ", message, maxsplit=1)[0].rstrip(".")
 
 
 class APIConnectionError(PiAPIError):

@@ -119,16 +119,20 @@ class Confinement:
                 "to the folders images may come from, or give an http(s) URL."
             )
         try:
-            real = path.expanduser().resolve(strict=True)
-        except (FileNotFoundError, RuntimeError, OSError):
-            raise ImageInputError(f"There is no file at {raw!r}.") from None
+            # Not strict: confinement is judged before existence, so nothing outside can be probed.
+            real = path.expanduser().resolve()
+        except (RuntimeError, OSError):
+            raise ImageInputError(f"{raw!r} cannot be resolved to a file.") from None
         if not any(real.is_relative_to(folder) for folder in self.folders):
             allowed = ", ".join(str(folder) for folder in self.folders)
             raise ImageInputError(
                 f"{raw!r} is outside the folders images may be read from ({allowed}); move the file there "
                 "or add its folder to PIAPI_ALLOWED_DIRS."
             )
-        info = real.stat()
+        try:
+            info = real.stat()
+        except OSError:
+            raise ImageInputError(f"There is no file at {raw!r}.") from None
         if not stat.S_ISREG(info.st_mode):
             raise ImageInputError(f"{raw!r} is not a regular file.")
         if info.st_size > MAX_UPLOAD_BYTES:
@@ -201,7 +205,7 @@ class ImageResolver:
         match = _TASK_REF.match(text)
         if match is None:
             raise ImageInputError(
-                f"{_shown(text)} is not a task reference; write piapi://tasks/{task_id} or piapi://tasks/{task_id}#2."
+                f"{_shown(text)} is not a task reference; write piapi://tasks/<task_id> or piapi://tasks/<task_id>#2."
             )
         task_id, index_text = match.group(1), match.group(2)
         index = int(index_text) if index_text else 1

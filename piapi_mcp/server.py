@@ -12,6 +12,7 @@ import logging
 import re
 import sqlite3
 import typing
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -68,6 +69,8 @@ DEFAULT_WAIT_SECONDS: Final = 45.0
 DEFAULT_DEDUP_SECONDS: Final = 120.0
 MAX_WAIT_SECONDS: Final = 900.0
 SERVER_NAME: Final = "piapi-mcp"
+#: Ledger ids of creates whose answer was lost (PiAPI's id for them is unknown).
+UNKNOWN_TASK_PREFIX: Final = "unknown-"
 
 INSTRUCTIONS: Final = (
     "Tools for PiAPI's image generation API. kontext_edit edits a picture from a text instruction "
@@ -316,6 +319,18 @@ class _TaskTools:
                 try:
                     task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
                 except CreateOutcomeUnknownError as err:
+                    # Remember the attempt: an identical retry must not silently pay a second time.
+                    marker = Task(
+                        task_id=f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}",
+                        model=KONTEXT_MODEL,
+                        task_type=KONTEXT_TASK_TYPE,
+                        status="unknown",
+                    )
+                    self._write_ledger(
+                        lambda: self.ledger.record_created(
+                            marker, tool=tool, task_input=task_input, fingerprint=fingerprint
+                        )
+                    )
                     raise ToolError(err.message) from err
                 except PiAPIError as err:
                     raise ToolError(f"{err.message} No task was created.") from err
@@ -325,6 +340,13 @@ class _TaskTools:
                         task, tool=tool, task_input=task_input, fingerprint=fingerprint
                     )
                 )
+        if existing is not None and existing.task_id.startswith(UNKNOWN_TASK_PREFIX):
+            age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
+            raise ToolError(
+                f"The same edit was sent to PiAPI {age:.0f} s ago and its answer was lost, so PiAPI may "
+                "already be running it; check your PiAPI dashboard, and to create it anyway call "
+                "kontext_edit again with force_new=true."
+            )
         if existing is not None:
             task = await self._get(existing.task_id)
             age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
@@ -428,6 +450,10 @@ class _TaskTools:
         try:
             await self.client.cancel_task(task_id)
         except BadRequestError as err:
+            # A retried DELETE whose first answer was lost finds the task already cancelled.
+            task = await self._get(task_id)
+            if task.status == CANCELLED:
+                return await self._result(task, elapsed=None, eta=None)
             said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
             raise ToolError(
                 f"PiAPI could not cancel task {task_id}{said}; PiAPI only cancels tasks that are still "

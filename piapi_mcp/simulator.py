@@ -1,9 +1,10 @@
 """A PiAPI simulator: a Starlette app that follows PiAPI's documented task contract offline.
 
 Routes (as PiAPI): ``POST /api/v1/task``, ``GET /api/v1/task/{id}``, ``DELETE /api/v1/task/{id}``,
-and the generated outputs under ``GET /temp/{id}.png``. Tasks go ``pending`` → ``processing`` →
-``completed`` (or ``failed``) on an injectable clock, so tests move time instead of waiting.
-Output images are real PNGs, drawn with the prompt on them.
+the generated outputs under ``GET /temp/{id}.png``, and PiAPI's file upload
+``POST /api/ephemeral_resource`` (its files then served under ``/_uploads/``). Tasks go
+``pending`` → ``processing`` → ``completed`` (or ``failed``) on an injectable clock, so tests
+move time instead of waiting. Output images are real PNGs, drawn with the prompt on them.
 
 Knobs live on :class:`SimulatorControls`: in-process, change the object; over HTTP, ``POST`` JSON
 to ``/_simulator/controls``. A prompt containing ``[fail]`` makes that one task fail, so anyone
@@ -25,6 +26,7 @@ Faults come in three kinds:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -51,7 +53,7 @@ FAIL_MARKER = "[fail]"
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_RENDER_SIDE = 1024
 
-Route_ = Literal["create", "get", "cancel", "any"]
+Route_ = Literal["create", "get", "cancel", "upload", "any"]
 #: ``reset`` starts the answer, then drops the connection (over HTTP the client sees a broken
 #: answer; in process, :class:`FaultyTransport` turns it into ``httpx2.RemoteProtocolError``).
 FaultBody = Literal["envelope", "html", "truncated", "empty", "reset"]
@@ -91,6 +93,10 @@ class SimulatorControls:
     status_style: Literal["lower", "upper", "title"] = "lower"
     #: Where a completed task's output URL goes.
     output_key: Literal["image_url", "image_urls", "temporary_image_urls"] = "image_url"
+    #: Whether the account's plan allows file uploads (PiAPI answers 403 otherwise).
+    uploads_allowed: bool = True
+    #: Whether output images can be downloaded (off: ``/temp/...`` answers 404, as after PiAPI pruned them).
+    serve_outputs: bool = True
     #: Scripted faults, served first-come first-served.
     faults: list[Fault] = field(default_factory=list)
     #: While set, task answers to ``get`` report this raw status (e.g. ``"queued_for_gpu"``)...
@@ -133,6 +139,8 @@ class PiAPISimulator:
         self.tasks: dict[str, SimulatedTask] = {}
         #: Every request seen, as ``(method, path)``, for tests and benchmarks to count.
         self.requests: list[tuple[str, str]] = []
+        #: Uploaded files by the URL the upload answered with.
+        self.uploads: dict[str, bytes] = {}
         #: Random faults served so far, by kind.
         self.random_faults: Counter[str] = Counter()
         self.random = random.Random(self.controls.fault_seed)
@@ -143,6 +151,8 @@ class PiAPISimulator:
                 Route("/api/v1/task/{task_id}", self._get, methods=["GET"]),
                 Route("/api/v1/task/{task_id}", self._cancel, methods=["DELETE"]),
                 Route("/temp/{name}", self._image, methods=["GET"]),
+                Route("/api/ephemeral_resource", self._upload, methods=["POST"]),
+                Route("/_uploads/{upload_id}/{name}", self._uploaded, methods=["GET"]),
                 Route("/_simulator/controls", self._set_controls, methods=["POST"]),
                 Route("/_simulator/tasks", self._list_tasks, methods=["GET"]),
             ]
@@ -311,11 +321,35 @@ class PiAPISimulator:
     async def _image(self, request: Request) -> Response:
         name = request.path_params["name"]
         task = self.tasks.get(name.removesuffix(".png"))
-        if task is None or self.status_of(task) != "completed":
+        if task is None or self.status_of(task) != "completed" or not self.controls.serve_outputs:
             return Response("not found", status_code=404, media_type="text/plain")
         if name not in self._images:
             self._images[name] = render_image(task.input)
         return Response(self._images[name], media_type="image/png")
+
+    async def _upload(self, request: Request) -> Response:
+        """PiAPI's ephemeral file upload: ``{file_name, file_data (base64)}`` in, ``data.url`` out."""
+        if (refused := self._check(request, "upload")) is not None:
+            return refused
+        if not self.controls.uploads_allowed:
+            return _error(403, "your plan does not include file uploads")
+        try:
+            body = await request.json()
+            name = str(body["file_name"]).strip()
+            data = base64.b64decode(body["file_data"], validate=True)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            return _error(400, "invalid request: file_name and base64 file_data are required")
+        if not name or "/" in name or not data:
+            return _error(400, "invalid request: file_name and base64 file_data are required")
+        url = f"{_base(request)}/_uploads/{uuid.uuid4().hex}/{name}"
+        self.uploads[url] = data
+        return self._envelope({"url": url})
+
+    async def _uploaded(self, request: Request) -> Response:
+        data = self.uploads.get(str(request.url).split("?", 1)[0])
+        if data is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return Response(data, media_type="application/octet-stream")
 
     async def _set_controls(self, request: Request) -> Response:
         changes = await request.json()
@@ -474,6 +508,8 @@ def route_of(method: str, path: str) -> Route_ | None:
     """Which PiAPI call a request is (``None`` for anything but the task API)."""
     if path.rstrip("/") == "/api/v1/task":
         return "create" if method == "POST" else None
+    if path.rstrip("/") == "/api/ephemeral_resource":
+        return "upload" if method == "POST" else None
     if path.startswith("/api/v1/task/") and method == "GET":
         return "get"
     if path.startswith("/api/v1/task/") and method == "DELETE":

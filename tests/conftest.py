@@ -31,9 +31,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every server a test starts keeps its state in the test's own folder, never the user's."""
+    """Every server a test starts keeps its state and outputs in the test's own folder, never the user's."""
     path = tmp_path / "state"
     monkeypatch.setenv("PIAPI_STATE_DIR", str(path))
+    monkeypatch.setenv("PIAPI_OUTPUT_DIR", str(tmp_path / "saved-outputs"))
     return path
 
 
@@ -74,7 +75,14 @@ def make_server(
     api_key: str | None = API_KEY,
     **settings: Any,
 ) -> Any:
-    client = PiAPIClient(http, api_key=api_key, base_url=SIM_BASE_URL, clock=clock, jitter=lambda: 0.5)
+    client = PiAPIClient(
+        http,
+        api_key=api_key,
+        base_url=SIM_BASE_URL,
+        upload_url=f"{SIM_BASE_URL}/api/ephemeral_resource",
+        clock=clock,
+        jitter=lambda: 0.5,
+    )
     return create_server(client, ServerSettings(clock=clock, **settings))
 
 

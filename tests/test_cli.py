@@ -22,7 +22,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     """A minimal environment without any PIAPI_* setting of the machine running the tests."""
     env = {
         name: os.environ[name]
-        for name in ("PATH", "HOME", "SYSTEMROOT", "PIAPI_STATE_DIR")
+        for name in ("PATH", "HOME", "SYSTEMROOT", "PIAPI_STATE_DIR", "PIAPI_OUTPUT_DIR")
         if name in os.environ
     }
     return env | extra
@@ -50,16 +50,22 @@ async def test_help_lists_the_transports_and_the_demo_command() -> None:
         assert word in out
 
 
-async def test_demo_without_a_key_edits_an_image_in_the_sandbox_and_saves_it(tmp_path: Path) -> None:
-    """With no PIAPI_API_KEY the demo runs against the built-in simulator and saves the edited image."""
-    done = await _piapi_mcp("demo", env=_clean_env(PIAPI_SANDBOX_DURATION="0"), cwd=tmp_path, timeout=30)
+async def test_demo_without_a_key_edits_a_local_picture_in_the_sandbox_and_ends_with_the_saved_file(
+    tmp_path: Path,
+) -> None:
+    """With no PIAPI_API_KEY the demo edits a local file through the simulator and prints the saved path."""
+    env = _clean_env(PIAPI_SANDBOX_DURATION="0")
+    env.pop("PIAPI_OUTPUT_DIR", None)
+    done = await _piapi_mcp("demo", env=env, cwd=tmp_path, timeout=30)
     out = done.stdout.decode()
     assert done.returncode == 0, out + done.stderr.decode()
+    picture = tmp_path / "piapi-demo-output" / "input.png"
+    assert f"editing {picture}" in out and picture.read_bytes().startswith(b"\x89PNG")
     assert re.search(r"^Edited image: http://127\.0\.0\.1:\d+/\S+\.png$", out, re.MULTILINE), out
-    saved = re.search(r"^Saved a copy: (.+\.png)$", out, re.MULTILINE)
-    assert saved, out
+    saved = re.search(r"^Saved file: (.+\.png)$", out, re.MULTILINE)
+    assert saved and out.rstrip().endswith(saved.group(0)), out
     path = Path(saved.group(1))
-    assert path.parent == tmp_path / "piapi-demo-output"
+    assert path.parent == tmp_path / "piapi-demo-output" and path != picture
     assert path.read_bytes().startswith(b"\x89PNG")
 
 

@@ -76,6 +76,7 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
             "PIAPI_BASE_URL": sim_url,
             "PATH": os.environ.get("PATH", ""),
             "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
+            "PIAPI_OUTPUT_DIR": os.environ["PIAPI_OUTPUT_DIR"],
         }
         with anyio.fail_after(30):
             async with Client(StdioServerParameters(command=command, args=args, env=env)) as client:
@@ -98,7 +99,9 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
                 assert (result["status"], result["done"]) == ("completed", True)
                 image_url = f"{sim_url}/temp/{task_id}.png"
                 assert [image["url"] for image in result["images"]] == [image_url]
-                assert _links(done) == [image_url, f"piapi://tasks/{task_id}"]
+                saved = Path(_structured(done)["images"][0]["path"])
+                assert _links(done) == [image_url, saved.as_uri(), f"piapi://tasks/{task_id}"]
+                assert saved.parent == Path(os.environ["PIAPI_OUTPUT_DIR"])
                 assert task_id in first[0]
 
                 # A 90 s task with a 1 s budget comes back unfinished, with the way to resume.
