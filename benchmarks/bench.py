@@ -85,6 +85,9 @@ class Profile:
 
 
 FULL: Final = Profile("full", 10, (7.0, 30.0), 3, 50, 5, 5.0)
+#: Which sections run, and settings added to every server's environment (set from the command line).
+SECTIONS: set[str] = {"cold", "polls", "load"}
+SERVER_EXTRA_ENV: dict[str, str] = {}
 QUICK: Final = Profile("quick", 3, (2.0, 4.0), 3, 10, 2, 2.0)
 
 
@@ -253,6 +256,9 @@ def server_env(simulator_url: str, state_dir: Path | None = None) -> dict[str, s
         "PIAPI_BASE_URL": simulator_url,
         "PIAPI_WAIT_SECONDS": f"{WAIT_SECONDS:g}",
         "PIAPI_STATE_DIR": str(state_dir or Path(tempfile.mkdtemp(prefix="piapi-bench-state-"))),
+        # Outputs are saved as a user's would be, but into a scratch folder.
+        "PIAPI_OUTPUT_DIR": tempfile.mkdtemp(prefix="piapi-bench-outputs-"),
+        **SERVER_EXTRA_ENV,
     }
 
 
@@ -587,12 +593,15 @@ async def run(profile: Profile, log_dir: Path, report: Report) -> None:
         simulator_url = f"http://{HOST}:{sim_port}"
         with (log_dir / "stdio-servers.log").open("a") as errlog:
             async with httpx2.AsyncClient(base_url=simulator_url, timeout=10.0) as http:
-                _progress(f"cold start x{profile.cold_starts}")
-                report.cold_start = await cold_start(profile.cold_starts, simulator_url, errlog)
-                _progress(f"polling, tasks of {', '.join(f'{d:g} s' for d in profile.durations)}")
-                await poll_runs(profile, simulator_url, http, errlog, report)
-                _progress(f"load, {profile.load_calls} concurrent calls x 2 bursts")
-                report.load = await load_runs(profile, simulator_url, http, children)
+                if "cold" in SECTIONS:
+                    _progress(f"cold start x{profile.cold_starts}")
+                    report.cold_start = await cold_start(profile.cold_starts, simulator_url, errlog)
+                if "polls" in SECTIONS:
+                    _progress(f"polling, tasks of {', '.join(f'{d:g} s' for d in profile.durations)}")
+                    await poll_runs(profile, simulator_url, http, errlog, report)
+                if "load" in SECTIONS:
+                    _progress(f"load, {profile.load_calls} concurrent calls x 2 bursts")
+                    report.load = await load_runs(profile, simulator_url, http, children)
     finally:
         children.stop_all()
 
@@ -698,12 +707,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--keep-logs", action="store_true", help="keep the child processes' logs")
+    parser.add_argument(
+        "--only", choices=sorted(SECTIONS), action="append", help="run only this section (repeatable)"
+    )
+    parser.add_argument(
+        "--no-media",
+        action="store_true",
+        help="servers neither save outputs nor make previews (PIAPI_SAVE_OUTPUTS=0, PIAPI_PREVIEW=0)",
+    )
     parser.add_argument("--simulator-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.simulator_child:
         simulator_child(args.port)
         return 0
+    if args.only:
+        SECTIONS.intersection_update(args.only)
+    if args.no_media:
+        SERVER_EXTRA_ENV.update(PIAPI_SAVE_OUTPUTS="0", PIAPI_PREVIEW="0")
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)

@@ -348,10 +348,11 @@ def make_preview(data: bytes) -> tuple[bytes, str] | None:
     side = PREVIEW_MAX_SIDE
     while side >= 64:
         thumb = image.copy()
-        thumb.thumbnail((side, side))
-        for quality in (85, 70, 55, 40):
+        # Bilinear and no encoder optimisation: about half the CPU, no visible loss at this size.
+        thumb.thumbnail((side, side), resample=Image.Resampling.BILINEAR)
+        for quality in (80, 65, 50, 35):
             out = io.BytesIO()
-            thumb.save(out, format="JPEG", quality=quality, optimize=True)
+            thumb.save(out, format="JPEG", quality=quality)
             encoded = out.getvalue()
             if len(base64.b64encode(encoded)) <= PREVIEW_MAX_BASE64:
                 return encoded, "image/jpeg"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -304,6 +305,8 @@ class _TaskTools:
         self.clock = settings.clock
         self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
+        # Two at a time: enough to keep the event loop free, few enough to bound memory under load.
+        self._image_work = anyio.CapacityLimiter(2)
 
     async def create_and_follow(
         self, request: KontextInput, ctx: Context[Any, Any], budget: float, *, force_new: bool, tool: str
@@ -630,7 +633,12 @@ class _TaskTools:
         content: list[Any] = [TextContent(type="text", text=text)]
         if self.settings.preview:
             for copy in saved:
-                preview = make_preview(copy.data) if copy.data else None
+                # Pillow works outside the GIL: other calls' polls keep flowing meanwhile.
+                preview = (
+                    await anyio.to_thread.run_sync(make_preview, copy.data, limiter=self._image_work)
+                    if copy.data
+                    else None
+                )
                 if preview is not None:
                     data, mime_type = preview
                     content.append(

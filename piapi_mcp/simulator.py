@@ -38,6 +38,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+import anyio
+import anyio.to_thread
 import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -145,6 +147,7 @@ class PiAPISimulator:
         self.random_faults: Counter[str] = Counter()
         self.random = random.Random(self.controls.fault_seed)
         self._images: dict[str, bytes] = {}
+        self._render_limiter = anyio.CapacityLimiter(2)
         self.app = Starlette(
             routes=[
                 Route("/api/v1/task", self._create, methods=["POST"]),
@@ -324,7 +327,9 @@ class PiAPISimulator:
         if task is None or self.status_of(task) != "completed" or not self.controls.serve_outputs:
             return Response("not found", status_code=404, media_type="text/plain")
         if name not in self._images:
-            self._images[name] = render_image(task.input)
+            self._images[name] = await anyio.to_thread.run_sync(
+                render_image, task.input, limiter=self._render_limiter
+            )
         return Response(self._images[name], media_type="image/png")
 
     async def _upload(self, request: Request) -> Response:
@@ -607,5 +612,5 @@ def render_image(task_input: dict[str, Any]) -> bytes:
         (size, size), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0)
     )
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    image.save(out, format="PNG", compress_level=1)
     return out.getvalue()
