@@ -32,30 +32,27 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final, TextIO
+from typing import Any, Final, TextIO
 
 import anyio
 import httpx2
+from _processes import HOST, REPO, START_TIMEOUT, Children, free_port, read_status_kib, wait_for_port
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
-REPO: Final = Path(__file__).resolve().parent.parent
-HOST: Final = "127.0.0.1"
 API_KEY: Final = "bench-key-not-a-secret"
 IMAGE: Final = "https://example.com/bench-input.png"
 WAIT_SECONDS: Final = 60.0
@@ -66,9 +63,6 @@ POLL_TARGET_DURATION: Final = 30.0
 LAG_FLOOR: Final = 0.5
 LAG_FRACTION: Final = 0.05
 LOAD_SLACK: Final = 1.0
-
-START_TIMEOUT: Final = 30.0
-STOP_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -165,82 +159,6 @@ class Report:
 # --- child processes -------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the child if this benchmark dies without cleaning up."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class Children:
-    """The subprocesses this benchmark started (besides the stdio servers, which the SDK owns)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._logs: list[IO[bytes]] = []
-
-    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self._logs.append(log)
-        proc = subprocess.Popen(
-            list(args),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self._procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
-        if proc in self._procs:
-            self._procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self._procs):
-            with suppress(OSError, subprocess.TimeoutExpired):
-                self.stop(proc)
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
-    """Return once 127.0.0.1:``port`` accepts connections; raise if ``proc`` dies or time runs out."""
-    with anyio.fail_after(timeout):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
-            try:
-                stream = await anyio.connect_tcp(HOST, port)
-            except OSError:
-                await anyio.sleep(0.02)
-                continue
-            await stream.aclose()
-            return
-
-
 def base_env() -> dict[str, str]:
     """This environment without any PIAPI_* variable, so only what the benchmark sets applies."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PIAPI_")}
@@ -260,17 +178,6 @@ def server_env(simulator_url: str, state_dir: Path | None = None) -> dict[str, s
         "PIAPI_OUTPUT_DIR": tempfile.mkdtemp(prefix="piapi-bench-outputs-"),
         **SERVER_EXTRA_ENV,
     }
-
-
-def read_status_kib(pid: int, key: str) -> int | None:
-    """A ``kB`` field (VmRSS, VmHWM) of /proc/<pid>/status, or None where there is no /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 # --- the simulator child ---------------------------------------------------------------------------

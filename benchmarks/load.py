@@ -32,34 +32,29 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import anyio
 import httpx2
+from _processes import HOST, START_TIMEOUT, Children, free_port, read_status_kib, wait_for_port
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-REPO: Final = Path(__file__).resolve().parent.parent
-HOST: Final = "127.0.0.1"
 #: Long and distinctive: the report checks that it appears in no result and no server log.
 API_KEY: Final = "pk-load-benchmark-5e7a9c1b3d5f7a9c1e3b5d7f9a1c3e5b"
 IMAGE: Final = "https://example.com/load-input.png"
 MAY_HAVE_CREATED: Final = "may have created the task"
-START_TIMEOUT: Final = 30.0
-STOP_TIMEOUT: Final = 5.0
 #: Beyond its wait budget, how long one call may take before it counts as hung.
 CALL_SLACK: Final = 60.0
 
@@ -129,87 +124,6 @@ class Report:
 
 
 # --- child processes -------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the child if this script dies without cleaning up."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class Children:
-    """The subprocesses this script started; all stopped by :meth:`stop_all`."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._logs: list[IO[bytes]] = []
-
-    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self._logs.append(log)
-        proc = subprocess.Popen(
-            list(args),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self._procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self._procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    with suppress(subprocess.TimeoutExpired):
-                        proc.wait(STOP_TIMEOUT)
-        self._procs.clear()
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    with anyio.fail_after(START_TIMEOUT):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
-            try:
-                stream = await anyio.connect_tcp(HOST, port)
-            except OSError:
-                await anyio.sleep(0.02)
-                continue
-            await stream.aclose()
-            return
-
-
-def read_status_kib(pid: int, key: str) -> int | None:
-    """A ``kB`` field (VmRSS, VmHWM) of /proc/<pid>/status; None where there is no /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def base_env(home: Path) -> dict[str, str]:
