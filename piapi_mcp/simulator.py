@@ -52,6 +52,9 @@ from piapi_mcp.timing import Clock, SystemClock
 #: PiAPI's credit units for one Kontext edit (derived from PiAPI's examples: 200,000 = US$0.02).
 KONTEXT_CONSUME = 200_000
 FAIL_MARKER = "[fail]"
+#: PiAPI's upload contract: these extensions, at most 10 MB of decoded data.
+UPLOAD_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "mp4", "wav", "mp3"})
+UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_RENDER_SIDE = 1024
 
@@ -337,15 +340,26 @@ class PiAPISimulator:
         if (refused := self._check(request, "upload")) is not None:
             return refused
         if not self.controls.uploads_allowed:
-            return _error(403, "your plan does not include file uploads")
+            return _error(403, "Insufficient plan level")
         try:
             body = await request.json()
             name = str(body["file_name"]).strip()
-            data = base64.b64decode(body["file_data"], validate=True)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-            return _error(400, "invalid request: file_name and base64 file_data are required")
-        if not name or "/" in name or not data:
-            return _error(400, "invalid request: file_name and base64 file_data are required")
+            encoded = str(body["file_data"])
+            if encoded.startswith("data:"):  # PiAPI accepts an optional data-URI prefix
+                encoded = encoded.split(",", 1)[1]
+            data = base64.b64decode(encoded, validate=True)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, ValueError):
+            return _error(400, "Invalid request parameters")
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if (
+            not name
+            or len(name) > 128
+            or "/" in name
+            or extension not in UPLOAD_EXTENSIONS
+            or not data
+            or len(data) > UPLOAD_LIMIT_BYTES
+        ):
+            return _error(400, "Invalid request parameters")
         url = f"{_base(request)}/_uploads/{uuid.uuid4().hex}/{name}"
         self.uploads[url] = data
         return self._envelope({"url": url})

@@ -324,3 +324,31 @@ async def test_stdio_server_takes_a_local_file_a_data_uri_and_a_task_reference(
     assert len(simulator.uploads) == 2 and simulator.created_count == 3
     saved = Path((finished.structured_content or {})["images"][0]["path"])
     assert saved.parent == outputs and saved.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"file_name": "a.png", "file_data": base64.b64encode(b"x" * (10 * 1024 * 1024 + 1)).decode()}, 400),
+        ({"file_name": "a.exe", "file_data": base64.b64encode(b"x").decode()}, 400),
+        ({"file_name": "a" * 125 + ".png", "file_data": base64.b64encode(b"x").decode()}, 400),
+        ({"file_name": "a.png"}, 400),
+        (
+            {"file_name": "a.PNG", "file_data": "data:image/png;base64," + base64.b64encode(b"x").decode()},
+            200,
+        ),
+    ],
+    ids=["over-10MB", "bad-extension", "long-name", "no-data", "data-uri-prefix"],
+)
+async def test_the_simulated_upload_endpoint_keeps_piapis_contract(
+    http: httpx2.AsyncClient, body: dict[str, str], status: int
+) -> None:
+    """The simulator refuses what PiAPI refuses (size, extension, name) with its own envelope."""
+    response = await http.post("/api/ephemeral_resource", json=body, headers={"X-API-Key": API_KEY})
+
+    assert response.status_code == status
+    envelope = response.json()
+    if status == 200:
+        assert envelope["data"]["url"].startswith("http://piapi.test/")
+    else:
+        assert envelope == {"code": 400, "data": None, "message": "Invalid request parameters"}
