@@ -308,7 +308,11 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         settings = ServerSettings(
             wait_seconds=config.wait_seconds,
             simulated=simulated,
-            estimator=DurationEstimator(path=config.state_dir / f"{prefix}durations.json"),
+            estimator=DurationEstimator(
+                path=config.state_dir / f"{prefix}durations.json",
+                # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
+                priors=_sandbox_priors(config) if simulated else None,
+            ),
             ledger=TaskLedger(config.state_dir / f"{prefix}tasks.sqlite3"),
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
@@ -372,6 +376,13 @@ def _log_http_security(config: Config, host: str) -> None:
     )
 
 
+def _sandbox_priors(config: Config) -> dict[tuple[str | None, str | None], float]:
+    from piapi_mcp.models import KONTEXT_MODEL, KONTEXT_TASK_TYPE
+
+    queue = min(1.0, config.sandbox_duration)
+    return {(KONTEXT_MODEL, KONTEXT_TASK_TYPE): queue + config.sandbox_duration}
+
+
 @asynccontextmanager
 async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool]]:
     """The PiAPI client for ``config``: the real API, or a simulator started in this process."""
@@ -391,9 +402,11 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
             return
         from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
+        priors = _sandbox_priors(config)
+        (total,) = priors.values()
         simulator = PiAPISimulator(
             controls=SimulatorControls(
-                duration=config.sandbox_duration, queue_seconds=min(1.0, config.sandbox_duration)
+                duration=config.sandbox_duration, queue_seconds=total - config.sandbox_duration
             )
         )
         async with serve_app_on_loopback(simulator.app) as base_url:

@@ -331,9 +331,18 @@ class PiAPISimulator:
             return Response("not found", status_code=404, media_type="text/plain")
         if name not in self._images:
             self._images[name] = await anyio.to_thread.run_sync(
-                render_image, task.input, limiter=self._render_limiter
+                render_image,
+                task.input,
+                self._input_bytes(str(task.input.get("image", ""))),
+                limiter=self._render_limiter,
             )
         return Response(self._images[name], media_type="image/png")
+
+    def _input_bytes(self, url: str) -> bytes | None:
+        """The input image, when it is one the simulator holds (an upload or an earlier output)."""
+        if url in self.uploads:
+            return self.uploads[url]
+        return self._images.get(url.rsplit("/", 1)[-1]) if "/temp/" in url else None
 
     async def _upload(self, request: Request) -> Response:
         """PiAPI's ephemeral file upload: ``{file_name, file_data (base64)}`` in, ``data.url`` out."""
@@ -603,9 +612,13 @@ class FaultyTransport(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def render_image(task_input: dict[str, Any]) -> bytes:
-    """A PNG of the requested size (at most 1024 px a side) with the prompt drawn on it."""
-    from PIL import Image, ImageDraw, ImageFont
+def render_image(task_input: dict[str, Any], source: bytes | None = None) -> bytes:
+    """A PNG of the requested size (at most 1024 px a side) with the prompt drawn on it.
+
+    The picture is the input image when the simulator has its bytes (``source``), tinted by the
+    prompt so an edit visibly happened; otherwise a gradient.
+    """
+    from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
     width = max(16, min(int(task_input.get("width", 1024)), _MAX_RENDER_SIDE))
     height = max(16, min(int(task_input.get("height", 1024)), _MAX_RENDER_SIDE))
@@ -618,6 +631,13 @@ def render_image(task_input: dict[str, Any]) -> bytes:
         Image.new("RGB", (width, height), tuple(top)),
         gradient,
     )
+    if source is not None:
+        try:
+            with Image.open(io.BytesIO(source)) as opened:
+                picture = opened.convert("RGB").resize((width, height))
+            image = Image.blend(picture, image, 0.35)
+        except (UnidentifiedImageError, OSError, ValueError):
+            pass
     draw = ImageDraw.Draw(image)
     size = max(12, width // 24)
     font = ImageFont.load_default(size=size)

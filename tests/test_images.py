@@ -352,3 +352,20 @@ async def test_the_simulated_upload_endpoint_keeps_piapis_contract(
         assert envelope["data"]["url"].startswith("http://piapi.test/")
     else:
         assert envelope == {"code": 400, "data": None, "message": "Invalid request parameters"}
+
+
+async def test_the_simulated_edit_is_drawn_on_the_uploaded_picture(
+    client: Client, pictures: Path, http: httpx2.AsyncClient
+) -> None:
+    """In the sandbox the result visibly comes from the user's own picture: red in, reddish out."""
+    colors = {}
+    for color in ("red", "blue"):
+        (pictures / f"{color}.png").write_bytes(png_bytes(size=(32, 32), color=color))
+        result = await edit(client, str(pictures / f"{color}.png"), width=256, height=256)
+        served = (await http.get((result.structured_content or {})["images"][0]["url"])).content
+        with Image.open(io.BytesIO(served)) as image:
+            assert image.size == (256, 256)
+            colors[color] = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+
+    (red_r, _, red_b), (blue_r, _, blue_b) = colors["red"], colors["blue"]  # type: ignore[misc]
+    assert red_r - blue_r > 100 and blue_b - red_b > 100
