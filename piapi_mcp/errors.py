@@ -152,6 +152,12 @@ def _clean_upstream_text(text: str, secret: str | None) -> str:
     return text
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting what a caller sent in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header given in seconds; ``None`` if absent or unreadable."""
     if value is None:

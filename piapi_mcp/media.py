@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx2
 
+from piapi_mcp.errors import shown
 from piapi_mcp.models import Task
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
@@ -195,9 +196,9 @@ class ImageResolver:
         elif text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", text):
             path = Path(text)
         else:
-            raise ImageInputError(f"The image {_shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
+            raise ImageInputError(f"The image {shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
         data = self.confinement.with_roots(roots).open_file(text, path)
-        kind = check_image_bytes(data, _shown(text))
+        kind = check_image_bytes(data, shown(text))
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or "image"
         return ResolvedImage(await self._upload(f"{stem}.{kind.extension}", data), "file", True)
 
@@ -205,7 +206,7 @@ class ImageResolver:
         match = _TASK_REF.match(text)
         if match is None:
             raise ImageInputError(
-                f"{_shown(text)} is not a task reference; write piapi://tasks/<task_id> or piapi://tasks/<task_id>#2."
+                f"{shown(text)} is not a task reference; write piapi://tasks/<task_id> or piapi://tasks/<task_id>#2."
             )
         task_id, index_text = match.group(1), match.group(2)
         index = int(index_text) if index_text else 1
@@ -230,10 +231,6 @@ def _decode_data_uri(text: str) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise ImageInputError("The data: URI is not valid base64.") from None
-
-
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:

@@ -22,7 +22,6 @@ TERMINAL_STATUSES: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 #: Spellings PiAPI (or its legacy GoAPI schema) uses for the same status.
 _STATUS_SYNONYMS: Final = {"success": COMPLETED, "canceled": CANCELLED}
 
-HTTP_URL_PATTERN: Final = r"^https?://[^\s/$.?#][^\s]*$"
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 # Go's zero time: PiAPI's way of saying "not yet".

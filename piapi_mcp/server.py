@@ -36,7 +36,13 @@ from mcp.types import (
 from pydantic import BaseModel, Field, ValidationError
 
 from piapi_mcp.client import PiAPIClient
-from piapi_mcp.errors import AuthenticationError, BadRequestError, CreateOutcomeUnknownError, PiAPIError
+from piapi_mcp.errors import (
+    AuthenticationError,
+    BadRequestError,
+    CreateOutcomeUnknownError,
+    PiAPIError,
+    shown,
+)
 from piapi_mcp.ledger import LedgerEntry, TaskLedger, request_fingerprint
 from piapi_mcp.media import (
     Confinement,
@@ -52,7 +58,6 @@ from piapi_mcp.models import (
     CANCELLED,
     COMPLETED,
     FAILED,
-    HTTP_URL_PATTERN,
     KONTEXT_MODEL,
     KONTEXT_TASK_TYPE,
     TASK_ID_PATTERN,
@@ -429,7 +434,7 @@ class _TaskTools:
         if entries:
             lines = [
                 f"{e.task_id}  {e.status:<10}  {e.created_at:%Y-%m-%d %H:%M:%S} UTC  "
-                f"{_shown(e.input.get('prompt', ''))}"
+                f"{shown(e.input.get('prompt', ''), 60)}"
                 for e in entries
             ]
             text = f"{len(entries)} task(s), newest first:\n" + "\n".join(lines)
@@ -791,7 +796,6 @@ def _valid_task_id(task_id: str) -> bool:
 # --- arguments ------------------------------------------------------------------------------------
 
 _PATTERN_MEANINGS: Final = {
-    HTTP_URL_PATTERN: "must be an http:// or https:// URL",
     r"\S": "must not be blank",
     TASK_ID_PATTERN: "must be a PiAPI task id (letters, digits, '-', '_' or '.')",
 }
@@ -807,7 +811,7 @@ def _describe_problem(tool: str, err: Any) -> str:
     name = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
-    got = _shown(err.get("input"))
+    got = shown(err.get("input"), 60)
     if kind == "missing":
         return f"`{name}` is required"
     if kind == "string_too_short":
@@ -830,11 +834,6 @@ def _describe_problem(tool: str, err: Any) -> str:
     if kind == "extra_forbidden":
         return f"`{name}` is not an argument of {tool}"
     return f"`{name}`: {err.get('msg', 'invalid value')}"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def model_arguments(
