@@ -106,12 +106,13 @@ class TaskLedger:
             db.close()
 
     def record_created(self, task: Task, *, tool: str, task_input: dict[str, Any], fingerprint: str) -> None:
-        """Record a task PiAPI has just accepted. Safe to call twice for the same id."""
+        """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing."""
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "INSERT OR IGNORE INTO tasks (task_id, tool, model, task_type, input_json, input_hash,"
-                " created_at, updated_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, status, images_json, usage_json, error_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task.task_id,
                     tool,
@@ -121,10 +122,9 @@ class TaskLedger:
                     fingerprint,
                     now,
                     now,
-                    task.status,
+                    *_state_columns(task),
                 ),
             )
-        self.record_seen(task)
 
     def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
         """Store the latest state of a task the ledger knows; returns whether it knew it."""
@@ -133,10 +133,7 @@ class TaskLedger:
                 "UPDATE tasks SET status = ?, images_json = ?, usage_json = ?, error_json = ?,"
                 " paths_json = COALESCE(?, paths_json), updated_at = ? WHERE task_id = ?",
                 (
-                    task.status,
-                    json.dumps(task.images),
-                    task.usage.model_dump_json() if task.usage else None,
-                    task.error.model_dump_json() if task.error else None,
+                    *_state_columns(task),
                     json.dumps(local_paths) if local_paths is not None else None,
                     self._now(),
                     task.task_id,
@@ -179,6 +176,16 @@ _COLUMNS: Final = (
     "task_id, tool, model, task_type, status, input_json, images_json, paths_json, usage_json,"
     " error_json, created_at, updated_at"
 )
+
+
+def _state_columns(task: Task) -> tuple[str, str, str | None, str | None]:
+    """status, images_json, usage_json, error_json for ``task``."""
+    return (
+        task.status,
+        json.dumps(task.images),
+        task.usage.model_dump_json() if task.usage else None,
+        task.error.model_dump_json() if task.error else None,
+    )
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:

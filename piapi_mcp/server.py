@@ -462,6 +462,7 @@ class _TaskTools:
             task = await self._get(task_id)
             if task.status == CANCELLED:
                 return await self._result(task, elapsed=None, eta=None)
+            self._write_ledger(lambda: self.ledger.record_seen(task))
             said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
             raise ToolError(
                 f"PiAPI could not cancel task {task_id}{said}; PiAPI only cancels tasks that are still "
@@ -507,7 +508,6 @@ class _TaskTools:
             task = await self.client.get_task(task_id)
         except PiAPIError as err:
             raise ToolError(err.message) from err
-        self._write_ledger(lambda: self.ledger.record_seen(task))
         return task
 
     def _age(self, task: Task) -> float:
@@ -562,7 +562,6 @@ class _TaskTools:
                 f"Something went wrong while waiting for PiAPI task {task.task_id}; the task itself is "
                 f'safe on PiAPI: get it with get_task(task_id="{task.task_id}").'
             ) from err
-        self._write_ledger(lambda: self.ledger.record_seen(outcome.task))
         notes = [reused] if reused else []
         if outcome.last_error is not None and not outcome.task.done:
             notes.append(f"The last check on it failed: {outcome.last_error.message}")
@@ -613,11 +612,7 @@ class _TaskTools:
         saver = self.settings.outputs
         if saver is None or (saver.folder is None and not self.settings.preview):
             return []
-        saved = await saver.save(task)
-        paths = [str(image.path) for image in saved if image.path is not None]
-        if paths:
-            self._write_ledger(lambda: self.ledger.record_seen(task, local_paths=paths))
-        return saved
+        return await saver.save(task)
 
     async def _result(
         self,
@@ -629,6 +624,9 @@ class _TaskTools:
         reused: bool = False,
     ) -> CallToolResult:
         saved = await self._outputs(task)
+        # The one place a state reaches the caller, so the one place it is written to the ledger.
+        paths = [str(image.path) for image in saved if image.path is not None]
+        self._write_ledger(lambda: self.ledger.record_seen(task, local_paths=paths or None))
         structured = self._task_result(task, elapsed=elapsed, eta=eta, reused=reused, saved=saved)
         text = _summary(structured)
         if note:
