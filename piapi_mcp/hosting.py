@@ -157,8 +157,7 @@ def host_patterns(names: Iterable[str]) -> list[str]:
                 name = f"[{name}]"
         except ValueError:
             pass
-        has_port = name.rsplit("]", 1)[-1].count(":") == 1 if name.startswith("[") else ":" in name
-        patterns += [name] if has_port else [name, f"{name}:*"]
+        patterns += [name] if _has_port(name) else [name, f"{name}:*"]
     return _unique(patterns)
 
 
@@ -169,9 +168,7 @@ def origin_patterns(origins: Iterable[str]) -> list[str]:
         origin = raw.strip().rstrip("/")
         if not origin:
             continue
-        authority = origin.split("://", 1)[-1]
-        has_port = authority.rsplit("]", 1)[-1].count(":") == 1 if "[" in authority else ":" in authority
-        patterns += [origin] if has_port else [origin, f"{origin}:*"]
+        patterns += [origin] if _has_port(origin.split("://", 1)[-1]) else [origin, f"{origin}:*"]
     return _unique(patterns)
 
 
@@ -220,6 +217,13 @@ def build_http_app(
     else:
         raise ValueError(f"not an HTTP transport: {transport!r}")
     return BearerTokenMiddleware(app, token) if token else app
+
+
+def _has_port(authority: str) -> bool:
+    """Whether ``host[:port]`` (IPv6 in brackets) names a port."""
+    if "[" in authority:
+        return authority.rsplit("]", 1)[-1].count(":") == 1
+    return ":" in authority
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -23,7 +23,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -102,7 +102,7 @@ class Confinement:
     """The folders local images may be read from."""
 
     def __init__(self, folders: Sequence[Path]) -> None:
-        self.folders = _unique(folder.expanduser().resolve() for folder in folders)
+        self.folders = list(dict.fromkeys(folder.expanduser().resolve() for folder in folders))
 
     def with_roots(self, roots: Sequence[Path]) -> Confinement:
         """These folders plus the client's roots."""
@@ -231,14 +231,6 @@ def _decode_data_uri(text: str) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise ImageInputError("The data: URI is not valid base64.") from None
-
-
-def _unique(paths: Iterable[Path]) -> list[Path]:
-    seen: list[Path] = []
-    for path in paths:
-        if path not in seen:
-            seen.append(path)
-    return seen
 
 
 # --- outputs -------------------------------------------------------------------------------------

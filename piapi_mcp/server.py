@@ -310,6 +310,11 @@ class _TaskTools:
         self.clock = settings.clock
         self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
+        self._resolver = ImageResolver(
+            upload=self._upload,
+            look_up_task=client.get_task,
+            confinement=Confinement(settings.allowed_dirs),
+        )
         # Two at a time: enough to keep the event loop free, few enough to bound memory under load.
         self._image_work = anyio.CapacityLimiter(2)
 
@@ -371,15 +376,10 @@ class _TaskTools:
 
     async def _resolve_image(self, value: str, ctx: Context[Any, Any]) -> ResolvedImage:
         """An image argument as an http(s) URL for PiAPI; refusals become one-sentence tool errors."""
-        resolver = ImageResolver(
-            upload=self._upload,
-            look_up_task=self.client.get_task,
-            confinement=Confinement(self.settings.allowed_dirs),
-        )
         local = not value.strip().lower().startswith(("http://", "https://", "data:", "piapi://"))
         roots = await _client_roots(ctx) if local and self.settings.use_client_roots else []
         try:
-            return await resolver.resolve(value, roots=roots)
+            return await self._resolver.resolve(value, roots=roots)
         except ImageInputError as err:
             raise ToolError(f"{err} Nothing was uploaded and no task was created.") from err
         except PiAPIError as err:
