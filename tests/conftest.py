@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from piapi_mcp import (
     SimulatorControls,
     create_server,
 )
+from piapi_mcp.cli import serve_app_on_loopback
+from piapi_mcp.hosting import HttpTransport, build_http_app
 
 API_KEY = "test-key-0123456789abcdef"
 SIM_BASE_URL = "http://piapi.test"
@@ -84,6 +87,36 @@ def make_server(
         jitter=lambda: 0.5,
     )
     return create_server(client, ServerSettings(clock=clock, **settings))
+
+
+@asynccontextmanager
+async def hosted(
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    transport: HttpTransport = "streamable-http",
+    *,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
+) -> AsyncIterator[str]:
+    """The HTTP app ``piapi-mcp`` hosts, over the simulator, on a loopback port; yields its base URL."""
+    server = make_server(simulator, clock, http)
+    app = build_http_app(
+        server,
+        transport,
+        host="127.0.0.1",
+        token=token,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+    )
+    if transport == "sse":
+        async with serve_app_on_loopback(app) as url:
+            yield url
+    else:
+        # serve_app_on_loopback runs no lifespan; the session manager is the app's lifespan.
+        async with server.session_manager.run(), serve_app_on_loopback(app) as url:
+            yield url
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import httpx2
@@ -22,16 +22,15 @@ from mcp.shared.exceptions import MCPError
 from starlette.types import Message, Receive, Scope, Send
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import Config, ConfigError, build_parser, serve_app_on_loopback
+from piapi_mcp.cli import Config, ConfigError, build_parser
 from piapi_mcp.hosting import (
     BearerTokenMiddleware,
     HttpTransport,
-    build_http_app,
     check_bind,
     host_patterns,
     is_loopback,
 )
-from tests.conftest import make_server
+from tests.conftest import hosted
 
 pytestmark = pytest.mark.anyio
 
@@ -69,8 +68,7 @@ BAD_AUTHORIZATION = {
 }
 
 
-@asynccontextmanager
-async def _hosted(
+def _hosted(
     simulator: PiAPISimulator,
     clock: ManualClock,
     http: httpx2.AsyncClient,
@@ -79,24 +77,17 @@ async def _hosted(
     token: str | None = TOKEN,
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
-) -> AsyncIterator[str]:
-    """The hosted app (as ``piapi-mcp`` builds it) on a loopback port; yields its base URL."""
-    server = make_server(simulator, clock, http)
-    app = build_http_app(
-        server,
+) -> AbstractAsyncContextManager[str]:
+    """The hosted app guarded by ``token`` (this file's default) unless told otherwise."""
+    return hosted(
+        simulator,
+        clock,
+        http,
         transport,
-        host="127.0.0.1",
         token=token,
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
     )
-    if transport == "sse":
-        async with serve_app_on_loopback(app) as url:
-            yield url
-    else:
-        # serve_app_on_loopback runs no lifespan; the session manager is the app's lifespan.
-        async with server.session_manager.run(), serve_app_on_loopback(app) as url:
-            yield url
 
 
 def _bearer(token: str = TOKEN) -> dict[str, str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.cli import serve_app_on_loopback
-from tests.conftest import API_KEY, make_server
+from tests.conftest import API_KEY, hosted
 
 pytestmark = pytest.mark.anyio
 
@@ -128,22 +126,6 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
     assert simulator.created_count == 2
 
 
-@asynccontextmanager
-async def _http_server(
-    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, transport: str
-) -> AsyncIterator[str]:
-    """The MCP server over ``transport`` on a loopback port, its PiAPI calls going to the simulator."""
-    server = make_server(simulator, clock, http)
-    if transport == "sse":
-        async with serve_app_on_loopback(server.sse_app()) as url:
-            yield url
-    else:
-        app = server.streamable_http_app()
-        # serve_app_on_loopback runs no lifespan; the session manager is the app's lifespan.
-        async with server.session_manager.run(), serve_app_on_loopback(app) as url:
-            yield url
-
-
 async def _edit_with_progress(client: Client) -> None:
     assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
     progress = ProgressLog()
@@ -164,7 +146,7 @@ async def test_streamable_http_server_lists_tools_and_completes_an_edit_with_pro
     """Over Streamable HTTP a client sees the three tools and gets progress and the edited image."""
     with anyio.fail_after(20):
         async with (
-            _http_server(simulator, clock, http, "streamable-http") as url,
+            hosted(simulator, clock, http, "streamable-http") as url,
             httpx2.AsyncClient(trust_env=False) as mcp_http,
             Client(streamable_http_client(f"{url}/mcp", http_client=mcp_http)) as client,
         ):
@@ -177,7 +159,7 @@ async def test_sse_server_lists_tools_and_completes_an_edit_with_progress(
     """Over the legacy SSE transport a client sees the three tools and gets progress and the edited image."""
     with anyio.fail_after(20):
         async with (
-            _http_server(simulator, clock, http, "sse") as url,
+            hosted(simulator, clock, http, "sse") as url,
             Client(sse_client(f"{url}/sse")) as client,
         ):
             await _edit_with_progress(client)
