@@ -34,6 +34,7 @@ import random
 import textwrap
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -81,6 +82,16 @@ class Fault:
 
 
 @dataclass
+class HostedFile:
+    """A file the simulator serves under ``/files/{name}``, answered as given."""
+
+    body: bytes = b""
+    content_type: str = "application/octet-stream"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class SimulatorControls:
     """What the simulator does; change these between requests."""
 
@@ -114,6 +125,11 @@ class SimulatorControls:
     fault_seed: int | None = None
     #: What random faults may be.
     fault_kinds: list[RandomFaultKind] = field(default_factory=lambda: list(RANDOM_FAULT_KINDS))
+    #: In process only: rewrites every task ``data`` the simulator answers with (create and get), to
+    #: play a hostile or broken upstream (a proxy or mirror behind ``PIAPI_BASE_URL``).
+    tamper: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: Extra files served under ``GET /files/{name}``: hostile outputs, redirects, odd bodies.
+    files: dict[str, HostedFile] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,6 +175,7 @@ class PiAPISimulator:
                 Route("/temp/{name}", self._image, methods=["GET"]),
                 Route("/api/ephemeral_resource", self._upload, methods=["POST"]),
                 Route("/_uploads/{upload_id}/{name}", self._uploaded, methods=["GET"]),
+                Route("/files/{name:path}", self._hosted_file, methods=["GET"]),
                 Route("/_simulator/controls", self._set_controls, methods=["POST"]),
                 Route("/_simulator/tasks", self._list_tasks, methods=["GET"]),
             ]
@@ -232,6 +249,10 @@ class PiAPISimulator:
     def _envelope(self, data: Any, message: str = "success") -> JSONResponse:
         return JSONResponse({"code": self.controls.envelope_code, "data": data, "message": message})
 
+    def _task_envelope(self, data: dict[str, Any]) -> JSONResponse:
+        tamper = self.controls.tamper
+        return self._envelope(tamper(data) if tamper is not None else data)
+
     def _check(self, request: Request, route: Route_) -> Response | None:
         self.requests.append((request.method, request.url.path))
         for fault in self.controls.faults:
@@ -288,7 +309,7 @@ class PiAPISimulator:
         if fault is not None:  # PiAPI made the task, but its answer does not make it back
             task.answer_lost = True
             return self._serve_random_fault(fault)
-        return self._envelope(self._task_data(task, _base(request)))
+        return self._task_envelope(self._task_data(task, _base(request)))
 
     def _find(self, request: Request, route: Route_) -> SimulatedTask | Response:
         if (refused := self._check(request, route)) is not None:
@@ -302,7 +323,7 @@ class PiAPISimulator:
         task = self._find(request, "get")
         if isinstance(task, Response):
             return task
-        return self._envelope(self._task_data(task, _base(request), self._status_override()))
+        return self._task_envelope(self._task_data(task, _base(request), self._status_override()))
 
     def _status_override(self) -> str | None:
         controls = self.controls
@@ -379,9 +400,17 @@ class PiAPISimulator:
             return Response("not found", status_code=404, media_type="text/plain")
         return Response(data, media_type="application/octet-stream")
 
+    async def _hosted_file(self, request: Request) -> Response:
+        hosted = self.controls.files.get(request.path_params["name"])
+        if hosted is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return Response(
+            hosted.body, status_code=hosted.status, media_type=hosted.content_type, headers=hosted.headers
+        )
+
     async def _set_controls(self, request: Request) -> Response:
         changes = await request.json()
-        known = {f.name for f in fields(SimulatorControls)} - {"faults", "api_keys"}
+        known = {f.name for f in fields(SimulatorControls)} - {"faults", "api_keys", "tamper", "files"}
         for name, value in changes.items():
             if name in known:
                 setattr(self.controls, name, value)
