@@ -141,14 +141,11 @@ class PiAPIClient:
             if _create_may_have_happened(err):
                 raise CreateOutcomeUnknownError(err) from err
             raise
-        task = parse_task(envelope.get("data"))
-        if not task.task_id:
-            raise InvalidResponseError(
-                "PiAPI accepted the request but its answer carried no task id; check your PiAPI "
-                "dashboard for a new task before trying again, so you do not pay twice.",
-                status_code=200,
-            )
-        return task
+        try:
+            return parse_task(envelope.get("data"))
+        except InvalidResponseError as err:
+            # A 200 whose task id is missing or unusable: PiAPI may well have made (and billed) it.
+            raise CreateOutcomeUnknownError(err) from err
 
     async def get_task(self, task_id: str) -> Task:
         """Return the current state of any task of this account.
@@ -157,7 +154,7 @@ class PiAPIClient:
             PiAPIError: a subclass saying what went wrong (``NotFoundError`` for an unknown id).
         """
         envelope = await self._request("GET", f"{_TASK_PATH}/{task_id}", should_retry=_retry_read)
-        return parse_task(envelope.get("data"), fallback_id=task_id)
+        return parse_task(envelope.get("data"), expected_id=task_id)
 
     async def cancel_task(self, task_id: str) -> str | None:
         """Ask PiAPI to cancel a task (PiAPI only cancels tasks still ``pending``); returns PiAPI's message.

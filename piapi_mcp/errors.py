@@ -19,9 +19,11 @@ contains the API key nor a raw HTML body.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx2
 
@@ -135,14 +137,57 @@ class UpstreamServerError(APIStatusError):
     """PiAPI failed on its side (5xx)."""
 
 
+#: Secrets shorter than this are not real PiAPI keys, and redacting them would mangle ordinary words.
+MIN_REDACTED_LENGTH = 8
+REDACTED = "***"
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """The secret as upstreams may echo it: as is, URL-encoded (either form), in any letter case."""
+    variants = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+    alternatives = "|".join(re.escape(variant) for variant in sorted(variants, key=len, reverse=True))
+    return re.compile(alternatives, re.IGNORECASE)
+
+
 def redact(text: str, secret: str | None) -> str:
     """Return ``text`` with every occurrence of ``secret`` replaced by ``***``.
 
-    Secrets shorter than 8 characters are not real PiAPI keys and would mangle ordinary words.
+    Case-insensitive, and URL-encoded copies count too: an upstream that echoes the key in a URL
+    or in other letters must not get it past us. Secrets shorter than 8 characters are left alone.
     """
-    if secret and len(secret) >= 8:
-        text = text.replace(secret, "***")
+    if secret and len(secret) >= MIN_REDACTED_LENGTH:
+        text = _secret_pattern(secret).sub(REDACTED, text)
     return text
+
+
+def scrub(value: Any, secret: str | None) -> Any:
+    """Parsed JSON with ``secret`` redacted from every string in it, keys included (containers in place).
+
+    Iterative, so an upstream's deeply nested answer cannot exhaust the stack.
+    """
+    if not secret or len(secret) < MIN_REDACTED_LENGTH:
+        return value
+    if isinstance(value, str):
+        return redact(value, secret)
+    pattern = _secret_pattern(secret)
+    pending: list[Any] = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                item = node.pop(key) if isinstance(key, str) and pattern.search(key) else node[key]
+                key = pattern.sub(REDACTED, key) if isinstance(key, str) else key
+                node[key] = pattern.sub(REDACTED, item) if isinstance(item, str) else item
+                if isinstance(item, dict | list):
+                    pending.append(item)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    node[index] = pattern.sub(REDACTED, item)
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+    return value
 
 
 def _clean_upstream_text(text: str, secret: str | None) -> str:
@@ -180,8 +225,9 @@ def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[s
     """
     body: Any
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        # Every string of the answer is scrubbed of the key before anything else reads it.
+        body = scrub(response.json(), api_key)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
         body = None
     envelope = body if isinstance(body, dict) and "code" in body else None
     upstream = None
@@ -194,7 +240,9 @@ def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[s
         error.enveloped = envelope is not None
         raise error
     if envelope is None:
-        kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+        declared = response.headers.get("content-type", "").split(";")[0].strip()
+        # The header is the upstream's text: quoted only when it has the form of a MIME type.
+        kind = declared if re.fullmatch(r"[\w.+-]{1,40}/[\w.+-]{1,60}", declared) else "a body"
         raise InvalidResponseError(
             f"PiAPI answered HTTP {status} with {kind} instead of its JSON envelope; the service may be "
             "having trouble, or PIAPI_BASE_URL may point at the wrong server. Try again in a minute.",

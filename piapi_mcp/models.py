@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from piapi_mcp.errors import InvalidResponseError, shown
 
 KONTEXT_MODEL: Final = "Qubico/flux1-dev-advanced"
 KONTEXT_TASK_TYPE: Final = "kontext"
@@ -23,6 +26,18 @@ TERMINAL_STATUSES: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 _STATUS_SYNONYMS: Final = {"success": COMPLETED, "canceled": CANCELLED}
 
 TASK_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: What an upstream's model and task type may look like ('Qubico/flux1-dev-advanced', 'music-u',
+#: 'txt2img'); anything else is dropped before it reaches a log line, the ledger or a file.
+MODEL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:+/-]{0,99}$"
+TASK_TYPE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$"
+#: A status, once lowercased; anything else reads as ``unknown`` (not finished).
+STATUS_PATTERN: Final = r"^[a-z][a-z0-9_ -]{0,31}$"
+#: A failed task whose message says this was cancelled, not failed (PiAPI reports cancels both ways).
+_CANCELLED_MESSAGE: Final = re.compile(r"\bcancel", re.IGNORECASE)
+UNKNOWN_STATUS: Final = "unknown"
+#: An output URL piapi-mcp will use: http(s), printable, of sane length.
+_OUTPUT_URL: Final = re.compile(r"https?://[!-~]{1,2040}", re.IGNORECASE)
+MAX_ERROR_MESSAGE: Final = 300
 
 # Go's zero time: PiAPI's way of saying "not yet".
 _ZERO_TIME_PREFIX: Final = "0001-01-01"
@@ -82,9 +97,23 @@ class KontextInput(BaseModel):
 
 
 def normalize_status(raw: object) -> str:
-    """PiAPI's status as lowercase, with synonyms folded (``success`` → ``completed``)."""
-    status = str(raw or "unknown").strip().lower() or "unknown"
+    """PiAPI's status as lowercase, with synonyms folded (``success`` → ``completed``).
+
+    A status that is not a short word (an upstream's garbage) becomes ``unknown``.
+    """
+    status = raw.strip().lower() if isinstance(raw, str) else ""
+    if not re.fullmatch(STATUS_PATTERN, status):
+        return UNKNOWN_STATUS
     return _STATUS_SYNONYMS.get(status, status)
+
+
+def valid_task_id(task_id: str) -> bool:
+    """Whether ``task_id`` has the form of a PiAPI task id (safe in a path, a URL, a log line)."""
+    return re.fullmatch(TASK_ID_PATTERN, task_id) is not None
+
+
+def _identifier(value: object, pattern: str) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(pattern, value) else None
 
 
 class Usage(BaseModel):
@@ -154,9 +183,11 @@ def _parse_time(value: object) -> datetime | None:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    # A time without a zone is read as UTC: compared with aware times, a naive one would crash.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _image_urls(output: object) -> list[str]:
@@ -171,54 +202,93 @@ def _image_urls(output: object) -> list[str]:
             continue
         values = value if isinstance(value, list) else [value]
         for item in values:
-            if isinstance(item, str) and item.strip() and item.strip() not in found:
-                found.append(item.strip())
+            url = item.strip() if isinstance(item, str) else ""
+            if _OUTPUT_URL.fullmatch(url) and url not in found:
+                found.append(url)
     return found
 
 
 def _task_error(raw: object, status: str) -> TaskError | None:
     if not isinstance(raw, dict):
         return None
-    message = raw.get("message") or raw.get("raw_message") or ""
-    code = raw.get("code")
-    code = code if isinstance(code, int) else None
+    said = raw.get("message") or raw.get("raw_message") or ""
+    # The upstream's words go into one line of a result: one paragraph, of bounded length.
+    message = re.sub(r"\s+", " ", said if isinstance(said, str) else "").strip()[:MAX_ERROR_MESSAGE]
+    code = _count(raw.get("code"))
     if not message and not code:
         return None
     if not message:
         message = "PiAPI reported the task as failed without a message" if status == FAILED else ""
-    return TaskError(code=code, message=str(message))
+    return TaskError(code=code, message=message)
 
 
-def parse_task(data: object, *, fallback_id: str | None = None) -> Task:
-    """Normalise the ``data`` of a PiAPI envelope into a :class:`Task`, tolerating missing fields."""
+def parse_task(data: object, *, expected_id: str | None = None) -> Task:
+    """Normalise the ``data`` of a PiAPI envelope into a :class:`Task`, tolerating missing fields.
+
+    Everything in it is the upstream's word: identifiers are checked against strict patterns
+    before anything uses them (a bad model or task type is dropped, a bad status reads as
+    ``unknown``). ``expected_id`` is the id asked for, used when the answer carries none.
+
+    Raises:
+        InvalidResponseError: the answer names no task id (and none was expected), a task id not
+            in PiAPI's form, or another task than the one asked for.
+    """
     raw: dict[str, Any] = data if isinstance(data, dict) else {}
+    raw_id = raw.get("task_id")
+    if raw_id in (None, "") and expected_id is not None:
+        raw_id = expected_id
+    if not isinstance(raw_id, str) or not valid_task_id(raw_id):
+        said = (
+            "no task id" if raw_id in (None, "") else (f"a task id not in PiAPI's form ({shown(raw_id, 60)})")
+        )
+        raise InvalidResponseError(
+            f"PiAPI's answer carried {said}, so piapi-mcp did not use it; check PIAPI_BASE_URL points "
+            "at PiAPI or a faithful proxy.",
+            status_code=200,
+        )
+    if expected_id is not None and raw_id != expected_id:
+        raise InvalidResponseError(
+            f"Asked for task {expected_id}, PiAPI's answer described another task ({shown(raw_id, 60)}); "
+            "piapi-mcp did not use it. Try again, and check PIAPI_BASE_URL if it repeats.",
+            status_code=200,
+        )
     status = normalize_status(raw.get("status"))
+    error = _task_error(raw.get("error"), status)
+    if status == FAILED and error is not None and _CANCELLED_MESSAGE.search(error.message):
+        status = CANCELLED
     meta_raw = raw.get("meta")
     meta: dict[str, Any] = meta_raw if isinstance(meta_raw, dict) else {}
     usage_raw = meta.get("usage")
     usage = None
     if isinstance(usage_raw, dict):
         usage = Usage(
-            type=usage_raw.get("type") if isinstance(usage_raw.get("type"), str) else None,
-            consume=usage_raw.get("consume") if isinstance(usage_raw.get("consume"), int) else None,
-            frozen=usage_raw.get("frozen") if isinstance(usage_raw.get("frozen"), int) else None,
+            type=_identifier(usage_raw.get("type"), TASK_TYPE_PATTERN),
+            consume=_count(usage_raw.get("consume")),
+            frozen=_count(usage_raw.get("frozen")),
         )
     output = raw.get("output") if isinstance(raw.get("output"), dict) else None
     task_input = raw.get("input") if isinstance(raw.get("input"), dict) else None
     return Task(
-        task_id=str(raw.get("task_id") or fallback_id or ""),
-        model=raw.get("model") if isinstance(raw.get("model"), str) else None,
-        task_type=raw.get("task_type") if isinstance(raw.get("task_type"), str) else None,
+        task_id=raw_id,
+        model=_identifier(raw.get("model"), MODEL_PATTERN),
+        task_type=_identifier(raw.get("task_type"), TASK_TYPE_PATTERN),
         status=status,
         images=_image_urls(output),
         usage=usage,
-        error=_task_error(raw.get("error"), status),
+        error=error,
         created_at=_parse_time(meta.get("created_at")),
         started_at=_parse_time(meta.get("started_at")),
         ended_at=_parse_time(meta.get("ended_at")),
         input=task_input,
         output=output,
     )
+
+
+def _count(value: object) -> int | None:
+    """A credit count as PiAPI sends it (a whole number, not a bool, within 64 bits), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return None
+    return value
 
 
 class TaskResult(BaseModel):

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Final
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import (
     CallToolResult,
@@ -67,7 +67,7 @@ from piapi_mcp.models import (
     TaskResult,
 )
 from piapi_mcp.timing import Clock, SystemClock
-from piapi_mcp.waiting import DurationEstimator, WaitUpdate, wait_for_task
+from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, wait_for_task
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -136,9 +136,30 @@ class PiAPIMCPServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        """Run a tool; turn argument validation failures into a plain-language tool error."""
+        """Run a tool; every failure reaches the caller as one plain-language sentence.
+
+        Arguments the tool does not have are refused before it runs (the SDK would drop them
+        silently, and a paid task would be made without them). Validation failures name the
+        field; a crash inside the tool says so, never as the SDK's bare "Error executing tool".
+        """
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None and isinstance(arguments, dict):
+            known = tool.parameters.get("properties", {})
+            unknown = [key for key in arguments if key not in known]
+            if unknown:
+                raise ToolError(describe_unknown_arguments(name, unknown, list(known)))
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as err:
+            crash = err.__cause__
+            logger.error("%s crashed", name, exc_info=crash)
+            if isinstance(crash, ValidationError):
+                raise ToolError(describe_invalid_arguments(name, crash)) from crash
+            kind = type(crash).__name__ if crash is not None else "an unknown error"
+            raise ToolError(
+                f"{name} failed inside piapi-mcp ({kind}); any PiAPI task it created is in list_tasks, "
+                "so check there before calling it again."
+            ) from crash
         except ToolError as err:
             if isinstance(err.__cause__, ValidationError):
                 raise ToolError(describe_invalid_arguments(name, err.__cause__)) from err.__cause__
@@ -525,8 +546,26 @@ class _TaskTools:
         budget: float,
         reused: str | None = None,
     ) -> CallToolResult:
-        """Report the id at once, then wait until done or out of budget; never lose the id."""
-        progress = _ProgressReporter(ctx, self.clock, started)
+        """Report the id at once, then wait until done or out of budget; never lose the id.
+
+        Progress keeps flowing at least every few seconds whatever the call is doing (a slow poll,
+        downloads), so hosts that reset their time-out on progress do not cut it.
+        """
+        async with _ProgressReporter(ctx, self.clock, started, task.task_id).running() as progress:
+            return await self._follow_reported(
+                task, progress, started=started, created_at=created_at, budget=budget, reused=reused
+            )
+
+    async def _follow_reported(
+        self,
+        task: Task,
+        progress: "_ProgressReporter",
+        *,
+        started: float,
+        created_at: float,
+        budget: float,
+        reused: str | None,
+    ) -> CallToolResult:
         await progress.send(
             f"PiAPI task {task.task_id} is {task.status}; waiting up to {budget:g} s. If this call is cut "
             f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
@@ -537,6 +576,7 @@ class _TaskTools:
             )
 
         async def on_update(update: WaitUpdate) -> None:
+            progress.phase = update.task.status
             await progress.send(_progress_message(update), total=_total(update))
 
         try:
@@ -686,23 +726,57 @@ class _TaskTools:
 
 
 class _ProgressReporter:
-    """Sends progress notifications whose ``progress`` always increases (elapsed seconds)."""
+    """Sends progress notifications whose ``progress`` always increases (elapsed seconds).
 
-    def __init__(self, ctx: Context[Any, Any], clock: Clock, started: float) -> None:
+    While :meth:`running`, a heartbeat repeats the task's phase whenever nothing was sent for
+    :data:`HEARTBEAT_SECONDS`, whatever the call is busy with.
+    """
+
+    def __init__(self, ctx: Context[Any, Any], clock: Clock, started: float, task_id: str) -> None:
         self._ctx = ctx
         self._clock = clock
         self._started = started
+        self._task_id = task_id
         self._last = -1.0
+        self._last_sent_at = clock.monotonic()
+        self._sending = anyio.Lock()
+        #: What the task is doing, as the heartbeat says it (its last status, or the call's step).
+        self.phase = "pending"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator["_ProgressReporter"]:
+        """This reporter, with its heartbeat running until the block ends."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._heartbeat)
+            try:
+                yield self
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self._clock.wait_until(self._last_sent_at + HEARTBEAT_SECONDS)
+            elapsed = self._clock.monotonic() - self._last_sent_at
+            if elapsed >= HEARTBEAT_SECONDS - 1e-6:
+                await self.send(
+                    f"PiAPI task {self._task_id}: {self.phase}, "
+                    f"{self._clock.monotonic() - self._started:.0f} s elapsed"
+                )
 
     async def send(self, message: str, total: float | None = None) -> None:
-        progress = max(round(self._clock.monotonic() - self._started, 1), round(self._last + 0.1, 1))
-        self._last = progress
-        try:
-            await self._ctx.report_progress(progress, total if total and total > progress else None, message)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception:  # a client gone away must not fail the task it created
-            logger.debug("progress notification could not be sent", exc_info=True)
+        """One progress notification; a client gone away never fails the call."""
+        async with self._sending:  # the heartbeat and the call must not interleave their values
+            progress = max(round(self._clock.monotonic() - self._started, 1), round(self._last + 0.1, 1))
+            self._last = progress
+            self._last_sent_at = self._clock.monotonic()
+            try:
+                await self._ctx.report_progress(
+                    progress, total if total and total > progress else None, message
+                )
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:  # a client gone away must not fail the task it created
+                logger.debug("progress notification could not be sent", exc_info=True)
 
 
 def _progress_message(update: WaitUpdate) -> str:
@@ -741,7 +815,7 @@ def _summary(result: TaskResult) -> str:
             "different prompt or image."
         )
     if result.status == CANCELLED:
-        return f"PiAPI task {tid} was cancelled."
+        return f"PiAPI task {tid} was cancelled before it ran, so it produced nothing."
     if result.done:
         return f"PiAPI task {tid} ended with status {result.status}."
     elapsed = f" after {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
@@ -803,6 +877,17 @@ def describe_invalid_arguments(tool: str, error: ValidationError) -> str:
     """One sentence naming each bad argument of ``tool`` and what it must be."""
     problems = [_describe_problem(tool, err) for err in error.errors()]
     return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
+
+
+def describe_unknown_arguments(tool: str, unknown: Sequence[str], known: Sequence[str]) -> str:
+    """One sentence refusing arguments ``tool`` does not have, naming the ones it has."""
+    names = ", ".join(shown(name, 40) for name in unknown[:8])
+    more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+    plural = "is not an argument" if len(unknown) == 1 else "are not arguments"
+    return (
+        f"{names}{more} {plural} of {tool}, so nothing was sent; its arguments are "
+        f"{', '.join(known) or 'none'}. Call {tool} again without {'it' if len(unknown) == 1 else 'them'}."
+    )
 
 
 def _describe_problem(tool: str, err: Any) -> str:

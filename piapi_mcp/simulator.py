@@ -126,10 +126,14 @@ class SimulatorControls:
     #: What random faults may be.
     fault_kinds: list[RandomFaultKind] = field(default_factory=lambda: list(RANDOM_FAULT_KINDS))
     #: In process only: rewrites every task ``data`` the simulator answers with (create and get), to
-    #: play a hostile or broken upstream (a proxy or mirror behind ``PIAPI_BASE_URL``).
-    tamper: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: play a hostile or broken upstream (a proxy or mirror behind ``PIAPI_BASE_URL``); bytes it
+    #: returns are sent as the whole answer body instead.
+    tamper: Callable[[dict[str, Any]], dict[str, Any] | bytes] | None = None
     #: Extra files served under ``GET /files/{name}``: hostile outputs, redirects, odd bodies.
     files: dict[str, HostedFile] = field(default_factory=dict)
+    #: How a cancelled task reports itself: ``cancelled``, or ``failed`` with a "canceled" message
+    #: (PiAPI documents neither; its clients have seen both).
+    cancel_style: Literal["cancelled", "failed"] = "cancelled"
 
 
 @dataclass
@@ -203,6 +207,8 @@ class PiAPISimulator:
         self, task: SimulatedTask, base_url: str, shown_status: str | None = None
     ) -> dict[str, Any]:
         status = self.status_of(task)
+        if status == "cancelled" and self.controls.cancel_style == "failed":
+            status = "failed"
         started = task.created_wall + timedelta(seconds=task.queue_seconds)
         ended = started + timedelta(seconds=task.duration)
         output: dict[str, Any] | None = None
@@ -215,6 +221,9 @@ class PiAPISimulator:
                 output["image_url"] = url
             else:
                 output[key] = [url]
+        elif status == "failed" and task.cancelled_at is not None:
+            canceled = "task canceled"
+            error = {"code": 10000, "raw_message": canceled, "message": canceled, "detail": None}
         elif status == "failed":
             error = {
                 "code": 10000,
@@ -249,9 +258,12 @@ class PiAPISimulator:
     def _envelope(self, data: Any, message: str = "success") -> JSONResponse:
         return JSONResponse({"code": self.controls.envelope_code, "data": data, "message": message})
 
-    def _task_envelope(self, data: dict[str, Any]) -> JSONResponse:
+    def _task_envelope(self, data: dict[str, Any]) -> Response:
         tamper = self.controls.tamper
-        return self._envelope(tamper(data) if tamper is not None else data)
+        changed = tamper(data) if tamper is not None else data
+        if isinstance(changed, bytes):
+            return Response(changed, media_type="application/json")
+        return self._envelope(changed)
 
     def _check(self, request: Request, route: Route_) -> Response | None:
         self.requests.append((request.method, request.url.path))

@@ -29,6 +29,14 @@ class Clock(Protocol):
         """Wait ``seconds`` (cancellable)."""
         ...
 
+    async def wait_until(self, moment: float) -> None:
+        """Wait, without moving time, until ``monotonic()`` reaches ``moment`` (cancellable).
+
+        For watchers that run beside other work (heartbeats): on a manual clock they wake when
+        that work moves time, and never move it themselves.
+        """
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -45,6 +53,14 @@ class SystemClock:
         """``anyio.sleep``."""
         await anyio.sleep(max(0.0, seconds))
 
+    async def wait_until(self, moment: float) -> None:
+        """Sleep until ``time.monotonic()`` reaches ``moment``."""
+        await anyio.sleep(max(0.0, moment - time.monotonic()))
+
+
+#: How many event-loop turns a woken watcher gets before a sleeper moves time past it.
+_WATCHER_TURNS = 50
+
 
 class ManualClock:
     """A clock that only moves when told to, or when someone sleeps on it (time travel)."""
@@ -52,6 +68,8 @@ class ManualClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._start = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._elapsed = 0.0
+        self._watchers: list[tuple[float, anyio.Event]] = []
+        self._registrations = 0
 
     def monotonic(self) -> float:
         """Seconds since the clock was made, as far as it has been advanced."""
@@ -62,10 +80,41 @@ class ManualClock:
         return self._start + timedelta(seconds=self._elapsed)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
+        """Move time forward by ``seconds``, waking the watchers whose moment has come."""
         self._elapsed += max(0.0, seconds)
+        due = [watcher for watcher in self._watchers if watcher[0] <= self._elapsed]
+        for watcher in due:
+            self._watchers.remove(watcher)
+            watcher[1].set()
 
     async def sleep(self, seconds: float) -> None:
-        """Advance the clock by ``seconds`` and let other tasks run; never waits for real."""
-        self.advance(seconds)
+        """Advance the clock by ``seconds`` and let other tasks run; never waits for real.
+
+        Time passes through every watcher's moment on the way, and each woken watcher gets to run
+        (until it watches again, or a few dozen turns of the event loop) before time moves on, as
+        it would on a real clock.
+        """
+        target = self._elapsed + max(0.0, seconds)
+        while self._watchers and (moment := min(m for m, _ in self._watchers)) <= target:
+            registered = self._registrations
+            self.advance(moment - self._elapsed)
+            for _ in range(_WATCHER_TURNS):
+                await anyio.lowlevel.checkpoint()
+                if self._registrations != registered:
+                    break
+        self.advance(target - self._elapsed)
         await anyio.lowlevel.checkpoint()
+
+    async def wait_until(self, moment: float) -> None:
+        """Wait until someone else moves the clock to ``moment``; never moves it."""
+        if self._elapsed >= moment:
+            await anyio.lowlevel.checkpoint()
+            return
+        watcher = (moment, anyio.Event())
+        self._watchers.append(watcher)
+        self._registrations += 1
+        try:
+            await watcher[1].wait()
+        finally:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
