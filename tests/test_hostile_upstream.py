@@ -39,7 +39,7 @@ pytestmark = pytest.mark.anyio
 KEY = "pk-live-HOSTILE/9c1e+7a5b3d2f4e6a8c0b1d3f5e7a9c2b4d6"
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/photo.png"}
 REAL_TIMEOUT = 20.0
-Tamper = Callable[[dict[str, Any]], dict[str, Any]]
+Tamper = Callable[[dict[str, Any]], dict[str, Any] | bytes]
 
 
 def text_of(result: CallToolResult) -> str:
@@ -78,8 +78,8 @@ class Rig:
         self.simulator.controls.tamper = change
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            self.progress.append((value, message or ""))
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            self.progress.append((progress, message or ""))
 
         with anyio.fail_after(REAL_TIMEOUT):
             result = await self.client.call_tool(tool, arguments, progress_callback=on_progress)
