@@ -28,6 +28,7 @@ Child processes are stopped on exit; every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -80,7 +81,15 @@ class CallOutcome:
     text: str = ""
     dump: str = ""
     progress: list[str] = field(default_factory=list)
+    #: When each progress message and then the result arrived (perf_counter), for the gaps a host sees.
+    arrivals: list[float] = field(default_factory=list)
     exception: str | None = None
+
+    @property
+    def longest_silence(self) -> float | None:
+        """The longest time between the first progress message and the result with nothing arriving."""
+        gaps = [later - earlier for earlier, later in itertools.pairwise(self.arrivals)]
+        return max(gaps) if gaps else None
 
 
 @dataclass
@@ -106,6 +115,8 @@ class Report:
     faults_injected: dict[str, int]
     call_p50_seconds: float | None
     call_max_seconds: float | None
+    silence_max_seconds: float | None
+    silence_p99_seconds: float | None
     rss_idle_kib: int | None
     rss_peak_kib: int | None
     errors: dict[str, int]
@@ -142,6 +153,7 @@ async def one_call(client: Client, index: int, settings: Settings, out: list[Cal
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         outcome.progress.append(message or "")
+        outcome.arrivals.append(time.perf_counter())
 
     start = time.perf_counter()
     try:
@@ -151,6 +163,7 @@ async def one_call(client: Client, index: int, settings: Settings, out: list[Cal
                 {"prompt": prompt, "image": IMAGE, "wait_seconds": settings.wait_seconds},
                 progress_callback=on_progress,
             )
+        outcome.arrivals.append(time.perf_counter())
         record_result(outcome, result)
     except Exception as err:
         outcome.exception = f"{type(err).__name__}: {err}"[:300]
@@ -299,6 +312,7 @@ def analyse(
     leaks = sum(API_KEY in o.dump or any(API_KEY in m for m in o.progress) for o in finished)
     leaks += API_KEY.encode() in server_log
     seconds = [o.seconds for o in finished]
+    silences = sorted(s for o in finished if (s := o.longest_silence) is not None)
     return Report(
         calls=settings.calls,
         sessions=settings.sessions,
@@ -321,6 +335,8 @@ def analyse(
         faults_injected=dict(sorted(seen.get("random_faults", {}).items())),
         call_p50_seconds=round(statistics.median(seconds), 3) if seconds else None,
         call_max_seconds=round(max(seconds), 3) if seconds else None,
+        silence_max_seconds=round(silences[-1], 3) if silences else None,
+        silence_p99_seconds=round(silences[int(0.99 * (len(silences) - 1))], 3) if silences else None,
         rss_idle_kib=rss_idle,
         rss_peak_kib=rss_peak,
         errors=dict(Counter(sentence(o) for o in finished if o.is_error).most_common()),
@@ -343,6 +359,10 @@ def print_report(report: Report) -> None:
     print(
         f"  wall time           {report.wall_seconds:.2f} s "
         f"(call p50 {report.call_p50_seconds} s, max {report.call_max_seconds} s)"
+    )
+    print(
+        f"  longest silence     {report.silence_max_seconds} s max, p99 {report.silence_p99_seconds} s "
+        "(per call, between progress messages and the result; promised at most 5 s)"
     )
     print(f"  completed           {report.completed}")
     print(f"  unfinished          {report.unfinished}  (returned the task id, still running)")
