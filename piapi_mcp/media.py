@@ -262,7 +262,6 @@ MAX_REDIRECTS: Final = 3
 PREVIEW_MAX_PIXELS: Final = 4096 * 4096
 #: Bytes needed to judge a format by its content.
 _SNIFF_BYTES: Final = 64
-_CHUNK_BYTES: Final = 64 * 1024
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 
@@ -406,14 +405,14 @@ def _embedded(ip: IPAddress) -> list[IPAddress]:
         return [ip]
     if ip.ipv4_mapped is not None:
         return [ip.ipv4_mapped]
-    found: list[IPAddress] = [ip]
+    found: list[IPAddress] = []
     if ip in _NAT64:
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip.sixtofour is not None:
         found.append(ip.sixtofour)
     if ip.teredo is not None:
         found.append(ip.teredo[1])
-    return found
+    return [*found, ip]  # what it stands for first: that is what the refusal names
 
 
 @dataclass(frozen=True)
@@ -722,7 +721,7 @@ class OutputSaver:
                 head = b""
                 kind: MediaKind | None = None
                 size = 0
-                async for chunk in response.aiter_bytes(_CHUNK_BYTES):
+                async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
                         raise _too_big(max_bytes)
