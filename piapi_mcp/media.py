@@ -258,8 +258,9 @@ MAX_PREVIEW_DOWNLOAD_BYTES: Final = 15 * 1024 * 1024
 DOWNLOAD_SECONDS: Final = 120.0
 #: Redirect hops followed (each judged like the first URL).
 MAX_REDIRECTS: Final = 3
-#: Previews decode at most this many pixels (after JPEG's draft scaling): 4096 x 4096, ≤ 64 MB as RGBA.
-PREVIEW_MAX_PIXELS: Final = 4096 * 4096
+#: Previews decode at most this many pixels (after JPEG's draft scaling): 4K UHD. At about 9 bytes a pixel
+#: at peak (RGBA decoded, then reduced), that keeps one preview under ~80 MB whatever the image claims.
+PREVIEW_MAX_PIXELS: Final = 3840 * 2160
 #: Bytes needed to judge a format by its content.
 _SNIFF_BYTES: Final = 64
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
