@@ -67,6 +67,8 @@ class Config:
     #: Where finished outputs are saved; ``None`` when ``PIAPI_SAVE_OUTPUTS=0``.
     output_dir: Path | None = None
     preview: bool = True
+    #: ``PIAPI_ALLOW_PRIVATE_OUTPUTS=1``: output downloads may reach private and link-local addresses.
+    allow_private_outputs: bool = False
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -98,9 +100,11 @@ class Config:
                 raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
             return value
 
-        def switch(name: str) -> bool:
+        def switch(name: str, default: bool = True) -> bool:
             raw = env.get(name, "").strip().lower()
-            if raw in ("", "1", "true", "yes", "on"):
+            if not raw:
+                return default
+            if raw in ("1", "true", "yes", "on"):
                 return True
             if raw in ("0", "false", "no", "off"):
                 return False
@@ -146,6 +150,7 @@ class Config:
             if switch("PIAPI_SAVE_OUTPUTS")
             else None,
             preview=switch("PIAPI_PREVIEW"),
+            allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
         )
 
 
@@ -320,6 +325,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             use_client_roots=transport == "stdio",
             outputs=OutputSaver(client.http_client, config.output_dir, timeout=config.http_timeout),
             preview=config.preview,
+            allow_private_outputs=config.allow_private_outputs,
+            # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
+            relative_output_paths=transport != "stdio",
         )
         server = create_server(client, settings)
         if not client.has_api_key:

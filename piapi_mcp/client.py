@@ -115,6 +115,16 @@ class PiAPIClient:
         return self._http
 
     @property
+    def base_url(self) -> str:
+        """PiAPI's base URL, as configured (outputs from the same origin are not judged by address)."""
+        return self._base_url
+
+    @property
+    def upload_url(self) -> str:
+        """PiAPI's file-upload URL, as configured."""
+        return self._upload_url
+
+    @property
     def api_key(self) -> str | None:
         """The configured key, for redaction only; never print it."""
         return self._api_key

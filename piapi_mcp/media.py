@@ -11,28 +11,38 @@ Inputs (every image field of every tool goes through :class:`ImageResolver`):
 Bytes are checked before any upload: at most 10 MB (PiAPI's limit) and an image by content
 (PNG, JPEG or WebP magic bytes), whatever the file is called.
 
-Outputs: :class:`OutputSaver` downloads a finished task's images (only the URLs PiAPI returned for
-it) into the output folder, and :func:`make_preview` makes the small thumbnail the model sees.
+Outputs: :class:`OutputSaver` downloads a finished task's outputs (only the URLs PiAPI returned for
+it) into the output folder, and :func:`make_preview` makes the small thumbnail the model sees. Both
+treat what upstream sent as hostile: :class:`OutputGuard` lets downloads reach public addresses only
+(every redirect hop judged, the judged address pinned), a download streams to disk under a size and
+a time limit, the saved extension comes from the sniffed content over an allow-list
+(:data:`OUTPUT_KINDS`), and only PNG, JPEG, WebP and GIF within a pixel budget reach Pillow.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
+import ipaddress
 import os
 import re
+import socket
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final
 from urllib.parse import unquote, urlparse
 
+import anyio
 import httpx2
 
 from piapi_mcp.errors import shown
-from piapi_mcp.models import Task
+from piapi_mcp.models import TASK_ID_PATTERN, Task
+from piapi_mcp.timing import Clock
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
 MAX_OUTPUT_BYTES: Final = 50 * 1024 * 1024
@@ -234,105 +244,620 @@ def _decode_data_uri(text: str) -> bytes:
 
 
 # --- outputs -------------------------------------------------------------------------------------
+#
+# Everything about an output comes from upstream and is untrusted: its task id (part of the file
+# name), its URL (where the server connects) and its bytes (what is written to disk and decoded).
+
+#: At most this many outputs of one task are downloaded; the rest are listed with their URL only.
+MAX_OUTPUTS_PER_TASK: Final = 16
+#: At most this many previews per result (each is up to 150 KB of base64).
+MAX_PREVIEWS: Final = 4
+#: With saving off, a preview's download is held in memory, so it gets a smaller cap.
+MAX_PREVIEW_DOWNLOAD_BYTES: Final = 15 * 1024 * 1024
+#: Total seconds one download may take, however its bytes trickle in.
+DOWNLOAD_SECONDS: Final = 120.0
+#: Redirect hops followed (each judged like the first URL).
+MAX_REDIRECTS: Final = 3
+#: Previews decode at most this many pixels (after JPEG's draft scaling): 4K UHD. At about 9 bytes a pixel
+#: at peak (RGBA decoded, then reduced), that keeps one preview under ~80 MB whatever the image claims.
+PREVIEW_MAX_PIXELS: Final = 3840 * 2160
+#: Bytes needed to judge a format by its content.
+_SNIFF_BYTES: Final = 64
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    """An output format allowed on disk, judged by its content: the extension saved and its MIME type."""
+
+    extension: str
+    mime_type: str
+    #: Pillow's plugin for the preview; ``None``: no preview is made (video, audio, 3D).
+    pil_format: str | None = None
+
+
+OUTPUT_PNG: Final = MediaKind("png", "image/png", "PNG")
+OUTPUT_JPEG: Final = MediaKind("jpg", "image/jpeg", "JPEG")
+OUTPUT_WEBP: Final = MediaKind("webp", "image/webp", "WEBP")
+OUTPUT_GIF: Final = MediaKind("gif", "image/gif", "GIF")
+OUTPUT_MP4: Final = MediaKind("mp4", "video/mp4")
+OUTPUT_MOV: Final = MediaKind("mov", "video/quicktime")
+OUTPUT_WEBM: Final = MediaKind("webm", "video/webm")
+OUTPUT_MKV: Final = MediaKind("mkv", "video/x-matroska")
+OUTPUT_WAV: Final = MediaKind("wav", "audio/wav")
+OUTPUT_MP3: Final = MediaKind("mp3", "audio/mpeg")
+OUTPUT_FLAC: Final = MediaKind("flac", "audio/flac")
+OUTPUT_OGG: Final = MediaKind("ogg", "audio/ogg")
+OUTPUT_M4A: Final = MediaKind("m4a", "audio/mp4")
+OUTPUT_GLB: Final = MediaKind("glb", "model/gltf-binary")
+#: The allow-list: nothing else is ever written to the output folder or handed to Pillow.
+OUTPUT_KINDS: Final = (
+    OUTPUT_PNG,
+    OUTPUT_JPEG,
+    OUTPUT_WEBP,
+    OUTPUT_GIF,
+    OUTPUT_MP4,
+    OUTPUT_MOV,
+    OUTPUT_WEBM,
+    OUTPUT_MKV,
+    OUTPUT_WAV,
+    OUTPUT_MP3,
+    OUTPUT_FLAC,
+    OUTPUT_OGG,
+    OUTPUT_M4A,
+    OUTPUT_GLB,
+)
+_KIND_BY_EXTENSION: Final = {kind.extension: kind for kind in OUTPUT_KINDS}
+_AUDIO_BRANDS: Final = frozenset({b"M4A ", b"M4B ", b"M4P "})
+
+
+def sniff_output(head: bytes) -> MediaKind | None:
+    """The allowed format of an output whose first bytes are ``head`` (64 suffice), or ``None``."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return OUTPUT_PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return OUTPUT_JPEG
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return OUTPUT_GIF
+    if len(head) >= 12 and head[:4] == b"RIFF":
+        return {b"WEBP": OUTPUT_WEBP, b"WAVE": OUTPUT_WAV}.get(head[8:12])
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _AUDIO_BRANDS:
+            return OUTPUT_M4A
+        return OUTPUT_MOV if brand == b"qt  " else OUTPUT_MP4
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM says so in its DocType
+        return OUTPUT_WEBM if b"webm" in head else OUTPUT_MKV
+    if head.startswith(b"fLaC"):
+        return OUTPUT_FLAC
+    if head.startswith(b"OggS"):
+        return OUTPUT_OGG
+    if head.startswith(b"ID3") or _mpeg_audio_frame(head):
+        return OUTPUT_MP3
+    if len(head) >= 8 and head[:4] == b"glTF" and int.from_bytes(head[4:8], "little") == 2:
+        return OUTPUT_GLB
+    return None
+
+
+def _mpeg_audio_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, a defined version and a layer (not AAC's 00)."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer, bitrate = (head[1] >> 3) & 3, (head[1] >> 1) & 3, head[2] >> 4
+    return version != 1 and layer != 0 and bitrate != 15
+
+
+def _what_it_is(head: bytes) -> str:
+    """A few words on refused content, for the person reading the result."""
+    start = head.lstrip()[:64].lower()
+    if start.startswith(b"%!ps") or head.startswith(b"\xc5\xd0\xd3\xc6"):
+        return "PostScript/EPS"
+    if start.startswith(b"%pdf"):
+        return "a PDF"
+    if b"<svg" in start or (start.startswith(b"<?xml") and b"svg" in head.lower()):
+        return "SVG"
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<script")):
+        return "HTML"
+    if not head:
+        return "empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "in an unknown format"
+    return "text"
+
+
+def _refused_format(head: bytes) -> ImageInputError:
+    return ImageInputError(
+        f"not saved: its content is {_what_it_is(head)}, not an allowed image (PNG, JPEG, WebP, GIF), "
+        "video (MP4, MOV, WebM), audio (WAV, MP3, FLAC, OGG, M4A) or 3D (GLB) format"
+    )
+
+
+# --- where downloads may go ----------------------------------------------------------------------
+
+#: Looks up a host name's addresses (as text); raises ``OSError`` when it cannot.
+Resolver = Callable[[str], Awaitable[Sequence[str]]]
+_NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The host's addresses from the system's resolver (``getaddrinfo``)."""
+    infos = await anyio.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _origin(url: httpx2.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _embedded(ip: IPAddress) -> list[IPAddress]:
+    """The address itself, or the IPv4 address it stands for (mapped, NAT64, 6to4, Teredo) as well."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    found: list[IPAddress] = []
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.append(ip.teredo[1])
+    return [*found, ip]  # what it stands for first: that is what the refusal names
+
+
+@dataclass(frozen=True)
+class PinnedURL:
+    """A URL judged safe, rewritten to the address that was judged, with what the real host needs."""
+
+    url: httpx2.URL
+    host_header: str
+    extensions: dict[str, Any]
+
+
+class OutputGuard:
+    """Judges where an output download may connect, before any connection is attempted.
+
+    Public addresses only, except: loopback when the PiAPI base URL is itself loopback (the sandbox,
+    tests); any address with ``allow_private`` (``PIAPI_ALLOW_PRIVATE_OUTPUTS=1``); and the very
+    origins (scheme, host, port) of the configured base and upload URLs, which the server talks to
+    anyway, so fetching from them reaches nothing new. Unspecified and multicast addresses never.
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver | None = None,
+        *,
+        base_url: str | None = None,
+        upload_url: str | None = None,
+        allow_private: bool = False,
+    ) -> None:
+        self._resolve: Resolver = resolver or system_resolver
+        self._base = httpx2.URL(base_url) if base_url else None
+        self._api_origins = {_origin(httpx2.URL(url)) for url in (base_url, upload_url) if url}
+        self.allow_private = allow_private
+        self._base_loopback: bool | None = None
+
+    async def addresses(self, host: str) -> list[IPAddress]:
+        """The addresses ``host`` stands for (itself, when it is an address).
+
+        Raises:
+            ImageInputError: the name cannot be resolved.
+        """
+        if (literal := _ip_literal(host)) is not None:
+            return [literal]
+        try:
+            found = [ip for text in await self._resolve(host) if (ip := _ip_literal(text)) is not None]
+        except (OSError, UnicodeError):
+            found = []
+        if not found:
+            raise ImageInputError(
+                f"its host {shown(host, 80)} could not be resolved, so it was not downloaded"
+            )
+        return found
+
+    async def _base_is_loopback(self) -> bool:
+        if self._base_loopback is None:
+            try:
+                found = await self.addresses(self._base.host) if self._base is not None else []
+            except ImageInputError:
+                found = []
+            self._base_loopback = bool(found) and all(
+                address.is_loopback for ip in found for address in _embedded(ip)
+            )
+        return self._base_loopback
+
+    async def refusal(self, ip: IPAddress) -> str | None:
+        """Why an output may not be fetched from ``ip`` (a few words), or ``None`` when it may."""
+        for address in _embedded(ip):
+            if address.is_unspecified or address.is_multicast:
+                return f"{address}, an unspecified or multicast address"
+            if address.is_global and not address.is_reserved:
+                continue
+            if self.allow_private or (address.is_loopback and await self._base_is_loopback()):
+                continue
+            if address.is_loopback:
+                what = "a loopback address"
+            elif address.is_link_local:
+                what = "a link-local address (where cloud metadata lives)"
+            elif isinstance(address, ipaddress.IPv4Address) and address in _SHARED:
+                what = "a carrier-grade NAT address"
+            elif address.is_private:
+                what = "a private address"
+            else:
+                what = "a reserved address"
+            return f"{address}, {what}"
+        return None
+
+    async def pin(self, url: httpx2.URL) -> PinnedURL:
+        """``url`` rewritten to connect to the judged address (``Host`` and TLS name kept).
+
+        Raises:
+            ImageInputError: not http(s), no host, unresolvable, or an address outputs may not come from.
+        """
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ImageInputError("it is not an http(s) URL, so it was not downloaded")
+        addresses = await self.addresses(url.host)
+        if _origin(url) not in self._api_origins:
+            for ip in addresses:
+                if (why := await self.refusal(ip)) is not None:
+                    raise ImageInputError(
+                        f"its host {shown(url.host, 80)} is at {why}, so it was not downloaded (outputs come "
+                        "only from public addresses; PIAPI_ALLOW_PRIVATE_OUTPUTS=1 allows private ones)"
+                    )
+        raw_host = url.raw_host.decode("ascii")
+        extensions: dict[str, Any] = {}
+        if url.scheme == "https" and _ip_literal(url.host) is None:
+            extensions["sni_hostname"] = raw_host  # the certificate is checked against the name, not the IP
+        host_header = url.netloc.decode("ascii").rsplit("@", 1)[-1]
+        return PinnedURL(url.copy_with(host=str(addresses[0])), host_header, extensions)
+
+
+_SHARED: Final = ipaddress.ip_network("100.64.0.0/10")
+
+
+# --- downloading and saving ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class SavedImage:
-    """One output image: where PiAPI serves it, and where it was saved (or why not)."""
+    """One output: where upstream serves it, where it was saved (or why not), and its format."""
 
     url: str
     path: Path | None
     error: str | None
-    data: bytes | None
+    #: The bytes, only when saving is off and they were fetched for a preview.
+    data: bytes | None = None
+    kind: MediaKind | None = None
+
+
+class _OutOfTime(Exception):
+    """The download's total time, or the call's, ran out."""
 
 
 class OutputSaver:
-    """Downloads a task's outputs into one folder, named ``<task_id>-<n>.<ext>``, never overwriting.
+    """Downloads a task's outputs into one folder as ``<task_id>-<n>.<ext>``, never overwriting.
 
-    With ``folder=None`` it only downloads (for previews) and writes nothing.
+    Each download streams to a temporary file in the folder and is then linked into place under a
+    free name; the extension comes from the sniffed content. With ``folder=None`` it only
+    downloads (into memory, for previews) and writes nothing.
     """
 
-    def __init__(self, http: httpx2.AsyncClient, folder: Path | None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        folder: Path | None,
+        *,
+        timeout: float = 60.0,
+        download_seconds: float = DOWNLOAD_SECONDS,
+        max_outputs: int = MAX_OUTPUTS_PER_TASK,
+    ) -> None:
         self._http = http
         self.folder = folder.expanduser() if folder is not None else None
         self._timeout = timeout
+        self.download_seconds = download_seconds
+        self.max_outputs = max_outputs
 
     def existing(self, task_id: str, index: int) -> Path | None:
-        """The file an earlier save of this output wrote, if any."""
-        if self.folder is None:
+        """The file an earlier save of this output wrote, if any (only allowed formats, never a link)."""
+        if self.folder is None or re.fullmatch(TASK_ID_PATTERN, task_id) is None:
             return None
-        for candidate in sorted(self.folder.glob(f"{task_id}-{index}.*")):
-            if candidate.is_file():
-                return candidate
+        try:
+            folder = self.folder.resolve()
+            candidates = sorted(folder.glob(f"{task_id}-{index}.*"))
+        except OSError:
+            return None
+        for candidate in candidates:
+            if candidate.suffix.lstrip(".").lower() not in _KIND_BY_EXTENSION:
+                continue
+            try:
+                if stat.S_ISREG(candidate.lstat().st_mode) and candidate.resolve().parent == folder:
+                    return candidate
+            except OSError:
+                continue
         return None
 
-    async def save(self, task: Task) -> list[SavedImage]:
-        """Save every output of a completed ``task``; a failure is reported per image, never raised."""
-        return [await self._save_one(task.task_id, index, url) for index, url in enumerate(task.images, 1)]
+    @staticmethod
+    def kind_of(path: Path) -> MediaKind | None:
+        """The format of a file this saver wrote, by the extension it gave it."""
+        return _KIND_BY_EXTENSION.get(path.suffix.lstrip(".").lower())
 
-    async def _save_one(self, task_id: str, index: int, url: str) -> SavedImage:
-        if (done := self.existing(task_id, index)) is not None:
-            return SavedImage(url=url, path=done, error=None, data=done.read_bytes())
-        try:
-            data = await self.download(url)
-        except ImageInputError as err:
-            return SavedImage(url=url, path=None, error=str(err), data=None)
-        if self.folder is None:
-            return SavedImage(url=url, path=None, error=None, data=data)
-        kind = sniff_image(data)
-        extension = kind.extension if kind else (Path(urlparse(url).path).suffix.lstrip(".")[:5] or "bin")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self._free_name(f"{task_id}-{index}", extension)
-            with path.open("xb") as handle:  # "x": never overwrite a file that appeared meanwhile
-                handle.write(data)
-        except OSError as err:
-            return SavedImage(
-                url=url, path=None, error=f"could not save it ({err.strerror or err})", data=data
-            )
-        return SavedImage(url=url, path=path, error=None, data=data)
-
-    def _free_name(self, stem: str, extension: str) -> Path:
-        assert self.folder is not None
-        path = self.folder / f"{stem}.{extension}"
-        counter = 1
-        while path.exists():
-            path = self.folder / f"{stem}.{counter}.{extension}"
-            counter += 1
-        return path
-
-    async def download(self, url: str) -> bytes:
-        """The bytes at ``url`` (at most 50 MB).
+    def read_saved(self, path: Path) -> bytes:
+        """The bytes of a saved output, opened without following links; at most 50 MB.
 
         Raises:
-            ImageInputError: the download failed or was too large; the message says which.
+            ImageInputError: it is not a regular file inside the output folder any more.
         """
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            async with self._http.stream(
-                "GET", url, timeout=self._timeout, follow_redirects=True
-            ) as response:
+            fd = os.open(path, flags)
+        except OSError:
+            raise ImageInputError("its saved copy cannot be opened") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_OUTPUT_BYTES:
+                raise ImageInputError("its saved copy is not a regular file of at most 50 MB")
+            return handle.read(MAX_OUTPUT_BYTES + 1)
+
+    async def save(
+        self,
+        task: Task,
+        guard: OutputGuard,
+        clock: Clock,
+        *,
+        deadline: float,
+        previews: int = 0,
+    ) -> list[SavedImage]:
+        """Save the outputs of a completed ``task``; failures are reported per output, never raised.
+
+        With saving off, only the first ``previews`` outputs are fetched (into memory). Outputs past
+        :attr:`max_outputs` are not fetched, and say so.
+        """
+        results: list[SavedImage] = []
+        for index, url in enumerate(task.images, 1):
+            if index > self.max_outputs:
+                results.append(
+                    SavedImage(
+                        url=url,
+                        path=None,
+                        error=f"not saved: only the first {self.max_outputs} outputs of a task are "
+                        "downloaded; fetch this one from its URL",
+                    )
+                )
+            elif self.folder is None:
+                results.append(await self._fetch_for_preview(url, guard, clock, deadline, index <= previews))
+            else:
+                results.append(await self._save_one(task.task_id, index, url, guard, clock, deadline))
+        return results
+
+    async def _fetch_for_preview(
+        self, url: str, guard: OutputGuard, clock: Clock, deadline: float, wanted: bool
+    ) -> SavedImage:
+        if not wanted:
+            return SavedImage(url=url, path=None, error=None)
+        try:
+            data = await self.download(
+                url, guard, clock, deadline=deadline, max_bytes=MAX_PREVIEW_DOWNLOAD_BYTES
+            )
+        except ImageInputError as err:
+            return SavedImage(url=url, path=None, error=str(err))
+        kind = sniff_output(data[:_SNIFF_BYTES])
+        return SavedImage(url=url, path=None, error=None, data=data if kind else None, kind=kind)
+
+    async def _save_one(
+        self, task_id: str, index: int, url: str, guard: OutputGuard, clock: Clock, deadline: float
+    ) -> SavedImage:
+        if re.fullmatch(TASK_ID_PATTERN, task_id) is None:
+            # parse_task refuses such ids; this is the second line, in case one gets through.
+            return SavedImage(url=url, path=None, error="not saved: its task id is not a PiAPI task id")
+        if (done := self.existing(task_id, index)) is not None:
+            return SavedImage(url=url, path=done, error=None, kind=self.kind_of(done))
+        assert self.folder is not None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            folder = self.folder.resolve()
+            fd, temporary = tempfile.mkstemp(prefix=f".{task_id}-{index}.", suffix=".part", dir=folder)
+        except OSError as err:
+            return SavedImage(url=url, path=None, error=f"could not save it ({err.strerror or err})")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                kind = await self._stream(url, guard, clock, deadline, MAX_OUTPUT_BYTES, handle.write)
+            path = _publish(Path(temporary), folder, f"{task_id}-{index}", kind.extension)
+        except ImageInputError as err:
+            return SavedImage(url=url, path=None, error=str(err))
+        except OSError as err:
+            return SavedImage(url=url, path=None, error=f"could not save it ({err.strerror or err})")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return SavedImage(url=url, path=path, error=None, kind=kind)
+
+    async def download(
+        self,
+        url: str,
+        guard: OutputGuard,
+        clock: Clock,
+        *,
+        deadline: float,
+        max_bytes: int = MAX_OUTPUT_BYTES,
+    ) -> bytes:
+        """The bytes at ``url``, if they are an allowed format, in memory (at most ``max_bytes``).
+
+        Raises:
+            ImageInputError: refused, failed, too large, too slow or not an allowed format (the
+                message says which).
+        """
+        chunks: list[bytes] = []
+        await self._stream(url, guard, clock, deadline, max_bytes, chunks.append)
+        return b"".join(chunks)
+
+    async def _stream(
+        self,
+        url: str,
+        guard: OutputGuard,
+        clock: Clock,
+        deadline: float,
+        max_bytes: int,
+        write: Callable[[bytes], object],
+    ) -> MediaKind:
+        """Stream the body at ``url`` into ``write``; its format is judged before anything is written."""
+        deadline = min(deadline, clock.monotonic() + self.download_seconds)
+        try:
+            async with self._response(url, guard, clock, deadline) as response:
                 if response.status_code != 200:
                     raise ImageInputError(f"downloading it failed (HTTP {response.status_code})")
-                chunks: list[bytes] = []
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise _too_big(max_bytes)
+                head = b""
+                kind: MediaKind | None = None
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > MAX_OUTPUT_BYTES:
-                        raise ImageInputError("it is larger than 50 MB, so it was not downloaded")
-                    chunks.append(chunk)
+                    if size > max_bytes:
+                        raise _too_big(max_bytes)
+                    if kind is None:
+                        head += chunk
+                        if len(head) < _SNIFF_BYTES:
+                            continue
+                        kind = sniff_output(head)
+                        if kind is None:
+                            raise _refused_format(head)
+                        chunk, head = head, b""
+                    write(chunk)
+                    if clock.monotonic() > deadline:
+                        raise _OutOfTime
+                if kind is None:
+                    kind = sniff_output(head)
+                    if kind is None:
+                        raise _refused_format(head)
+                    write(head)
+                return kind
+        except _OutOfTime:
+            raise ImageInputError(
+                "not saved yet: downloading it did not finish within this call's time; call get_task "
+                "again to save it"
+            ) from None
         except httpx2.HTTPError as err:
             raise ImageInputError(f"downloading it failed ({type(err).__name__})") from err
-        return b"".join(chunks)
+
+    @contextlib.asynccontextmanager
+    async def _response(
+        self, url: str, guard: OutputGuard, clock: Clock, deadline: float
+    ) -> AsyncIterator[httpx2.Response]:
+        """The answer at ``url``, following at most a few redirects, each hop judged and pinned."""
+        try:
+            current = httpx2.URL(url)
+        except httpx2.InvalidURL:
+            raise ImageInputError("its URL is not valid, so it was not downloaded") from None
+        for _ in range(MAX_REDIRECTS + 1):
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                raise _OutOfTime
+            pinned = await guard.pin(current)
+            request = self._http.build_request(
+                "GET",
+                pinned.url,
+                headers={"Host": pinned.host_header},
+                timeout=httpx2.Timeout(min(self._timeout, left)),
+                extensions=pinned.extensions,
+            )
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECT_STATUSES and location:
+                await response.aclose()
+                try:
+                    current = current.join(location)
+                except httpx2.InvalidURL:
+                    raise ImageInputError(
+                        "it redirected to an invalid URL, so it was not downloaded"
+                    ) from None
+                continue
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        raise ImageInputError(f"it redirected more than {MAX_REDIRECTS} times, so it was not downloaded")
 
 
-def make_preview(data: bytes) -> tuple[bytes, str] | None:
-    """A JPEG thumbnail (≤ 768 px, base64 ≤ 150 KB) of image ``data``, or ``None`` if it cannot be read."""
+def _too_big(max_bytes: int) -> ImageInputError:
+    return ImageInputError(f"it is larger than {max_bytes // (1024 * 1024)} MB, so it was not downloaded")
+
+
+def _publish(temporary: Path, folder: Path, stem: str, extension: str) -> Path:
+    """Give the finished download its name: the first free ``stem[.n].extension``, never replacing a file."""
+    for counter in range(1000):
+        name = f"{stem}.{extension}" if counter == 0 else f"{stem}.{counter}.{extension}"
+        path = folder / name
+        if path.parent.resolve() != folder:  # the name came from upstream: it must not leave the folder
+            raise ImageInputError("not saved: its name would leave the output folder")
+        try:
+            os.link(temporary, path)  # atomic, and fails if the name is taken
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links here (some network or FAT volumes): claim the name, then move onto it.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)))
+            except FileExistsError:
+                continue
+            os.replace(temporary, path)
+        return path
+    raise ImageInputError("not saved: no free file name was found for it")
+
+
+def _readable(source: Path | bytes) -> IO[bytes]:
+    """A file object over ``source``; a path is opened without following links and must be a regular file."""
+    if not isinstance(source, Path):
+        return io.BytesIO(source)
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise OSError(f"{source.name} is not a regular file")
+    return handle
+
+
+def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, str] | None:
+    """A JPEG thumbnail (≤ 768 px, base64 ≤ 150 KB) of an image output, or ``None``.
+
+    Only PNG, JPEG, WebP and GIF reach Pillow, each through its own plugin alone; images over
+    :data:`PREVIEW_MAX_PIXELS` (after JPEG's draft scaling) are refused before any pixel is decoded.
+    """
+    if kind is None or kind.pil_format is None:
+        return None
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with _readable(source) as handle, Image.open(handle, formats=[kind.pil_format]) as opened:
+            if opened.format != kind.pil_format:
+                return None
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale when asked first: a fraction of the memory.
+            opened.draft("RGB", (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+            width, height = opened.size
+            if width * height > PREVIEW_MAX_PIXELS:
+                return None
+            opened.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), resample=Image.Resampling.BILINEAR)
             image = opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,  # raised, not just shown, where warnings are errors
+    ):
         return None
     side = PREVIEW_MAX_SIDE
     while side >= 64:

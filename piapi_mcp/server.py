@@ -15,7 +15,7 @@ import typing
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -45,11 +45,14 @@ from piapi_mcp.errors import (
 )
 from piapi_mcp.ledger import LedgerEntry, TaskLedger, request_fingerprint
 from piapi_mcp.media import (
+    MAX_PREVIEWS,
     Confinement,
     ImageInputError,
     ImageResolver,
+    OutputGuard,
     OutputSaver,
     ResolvedImage,
+    Resolver,
     SavedImage,
     make_preview,
     paths_from_roots,
@@ -77,6 +80,9 @@ MAX_WAIT_SECONDS: Final = 900.0
 SERVER_NAME: Final = "piapi-mcp"
 #: Ledger ids of creates whose answer was lost (PiAPI's id for them is unknown).
 UNKNOWN_TASK_PREFIX: Final = "unknown-"
+#: Downloads of a call's outputs get at least this long, even when the task finished at the very end
+#: of the call's budget; what is not saved by then is listed with its URL and saved on a later get_task.
+DOWNLOAD_FLOOR_SECONDS: Final = 10.0
 
 INSTRUCTIONS: Final = (
     "Tools for PiAPI's image generation API. kontext_edit edits a picture from a text instruction "
@@ -121,6 +127,14 @@ class ServerSettings:
     outputs: OutputSaver | None = None
     #: Whether results carry a small thumbnail the model can look at.
     preview: bool = True
+    #: Looks up output hosts' addresses before any download; ``None`` uses the system's resolver.
+    resolver: Resolver | None = None
+    #: Output downloads may reach private, loopback and link-local addresses
+    #: (``PIAPI_ALLOW_PRIVATE_OUTPUTS=1``); otherwise only public ones (see :class:`OutputGuard`).
+    allow_private_outputs: bool = False
+    #: Results name saved files relative to the output folder and give no file:// link (HTTP
+    #: transports: the caller's disk is not this machine's).
+    relative_output_paths: bool = False
 
 
 class TaskList(BaseModel):
@@ -338,6 +352,12 @@ class _TaskTools:
         )
         # Two at a time: enough to keep the event loop free, few enough to bound memory under load.
         self._image_work = anyio.CapacityLimiter(2)
+        self._guard = OutputGuard(
+            settings.resolver,
+            base_url=client.base_url,
+            upload_url=client.upload_url,
+            allow_private=settings.allow_private_outputs,
+        )
 
     async def create_and_follow(
         self, request: KontextInput, ctx: Context[Any, Any], budget: float, *, force_new: bool, tool: str
@@ -470,7 +490,9 @@ class _TaskTools:
         started = self.clock.monotonic()
         task = await self._get(task_id)
         if task.done or wait_seconds <= 0:
-            return await self._result(task, elapsed=self._age(task), eta=None)
+            return await self._result(
+                task, elapsed=self._age(task), eta=None, deadline=started + wait_seconds
+            )
         return await self._follow(
             task, ctx, started=started, created_at=started - self._age(task), budget=wait_seconds
         )
@@ -509,7 +531,8 @@ class _TaskTools:
         index = int(n)
         saver = self.settings.outputs
         if saver is not None and (saved := saver.existing(task_id, index)) is not None:
-            return saved.read_bytes()
+            with suppress(ImageInputError):  # gone or swapped meanwhile: fetch it again
+                return saver.read_saved(saved)
         try:
             task = await self.client.get_task(task_id)
         except PiAPIError as err:
@@ -519,8 +542,10 @@ class _TaskTools:
                 f"Task {task_id} has {len(task.images)} output image(s); there is no image {n}."
             )
         fetcher = saver or OutputSaver(self.client.http_client, None)
+        deadline = self.clock.monotonic() + fetcher.download_seconds
         try:
-            return await fetcher.download(task.images[index - 1])
+            # The same guarded path as saving: public addresses only, allowed formats only.
+            return await fetcher.download(task.images[index - 1], self._guard, self.clock, deadline=deadline)
         except ImageInputError as err:
             raise ResourceError(f"Image {n} of task {task_id}: {err}.") from err
 
@@ -630,7 +655,7 @@ class _TaskTools:
             task_type=task.task_type,
             status=task.status,
             done=done,
-            images=[_image_ref(url, by_url.get(url)) for url in task.images],
+            images=[_image_ref(url, by_url.get(url), self._shown_relative_to()) for url in task.images],
             usage=task.usage,
             error=task.error if task.status == FAILED else None,
             created_at=task.created_at,
@@ -645,14 +670,22 @@ class _TaskTools:
             reused=reused,
         )
 
-    async def _outputs(self, task: Task) -> list[SavedImage]:
-        """Save a completed task's images (or just fetch them for the preview); never raises."""
+    def _shown_relative_to(self) -> Path | None:
+        """The folder saved paths are shown relative to (HTTP callers), or ``None`` for absolute paths."""
+        saver = self.settings.outputs
+        if not self.settings.relative_output_paths or saver is None or saver.folder is None:
+            return None
+        return saver.folder
+
+    async def _outputs(self, task: Task, deadline: float) -> list[SavedImage]:
+        """Save a completed task's outputs (or fetch some for previews) until ``deadline``; never raises."""
         if task.status != COMPLETED or not task.images:
             return []
         saver = self.settings.outputs
         if saver is None or (saver.folder is None and not self.settings.preview):
             return []
-        return await saver.save(task)
+        previews = MAX_PREVIEWS if self.settings.preview else 0
+        return await saver.save(task, self._guard, self.clock, deadline=deadline, previews=previews)
 
     async def _result(
         self,
@@ -662,8 +695,11 @@ class _TaskTools:
         eta: float | None,
         note: str | None = None,
         reused: bool = False,
+        deadline: float | None = None,
     ) -> CallToolResult:
-        saved = await self._outputs(task)
+        # Downloads stop at the call's deadline (on the clock), but get at least a short floor.
+        floor = self.clock.monotonic() + DOWNLOAD_FLOOR_SECONDS
+        saved = await self._outputs(task, floor if deadline is None else max(deadline, floor))
         # The one place a state reaches the caller, so the one place it is written to the ledger.
         paths = [str(image.path) for image in saved if image.path is not None]
         self._write_ledger(lambda: self.ledger.record_seen(task, local_paths=paths or None))
@@ -675,11 +711,12 @@ class _TaskTools:
             text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: no credits were used.)"
         content: list[Any] = [TextContent(type="text", text=text)]
         if self.settings.preview:
-            for copy in saved:
+            for copy in saved[:MAX_PREVIEWS]:
+                source = copy.path or copy.data
                 # Pillow works outside the GIL: other calls' polls keep flowing meanwhile.
                 preview = (
-                    await anyio.to_thread.run_sync(make_preview, copy.data, limiter=self._image_work)
-                    if copy.data
+                    await anyio.to_thread.run_sync(make_preview, source, copy.kind, limiter=self._image_work)
+                    if source is not None
                     else None
                 )
                 if preview is not None:
@@ -689,24 +726,27 @@ class _TaskTools:
                             type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type
                         )
                     )
+        by_url = {copy.url: copy for copy in saved}
         for index, image in enumerate(structured.images, start=1):
+            output = by_url.get(image.url)
+            known = output.kind.mime_type if output is not None and output.kind is not None else None
             content.append(
                 ResourceLink(
                     type="resource_link",
                     name=f"{task.task_id}-image-{index}",
                     title=f"Output image {index} of PiAPI task {task.task_id}",
                     uri=image.url,
-                    mime_type=_image_mime_type(image.url),
+                    mime_type=known or _image_mime_type(image.url),
                 )
             )
-            if image.path:
+            if output is not None and output.path is not None and not self.settings.relative_output_paths:
                 content.append(
                     ResourceLink(
                         type="resource_link",
                         name=f"{task.task_id}-image-{index}-file",
                         title=f"Saved copy of output image {index}",
-                        uri=Path(image.path).as_uri(),
-                        mime_type=_image_mime_type(str(image.path)),
+                        uri=output.path.as_uri(),
+                        mime_type=known or _image_mime_type(str(output.path)),
                     )
                 )
         content.append(
@@ -842,10 +882,14 @@ async def _client_roots(ctx: Context[Any, Any]) -> list[Path]:
     return paths_from_roots([str(root.uri) for root in listed.roots])
 
 
-def _image_ref(url: str, saved: SavedImage | None) -> ImageRef:
+def _image_ref(url: str, saved: SavedImage | None, relative_to: Path | None = None) -> ImageRef:
+    """One output as results show it; with ``relative_to``, its saved path relative to that folder."""
     if saved is None:
         return ImageRef(url=url)
-    return ImageRef(url=url, path=str(saved.path) if saved.path else None, save_error=saved.error)
+    path = saved.path
+    if path is not None and relative_to is not None:
+        path = Path(path.name) if path.parent.resolve() == relative_to.resolve() else None
+    return ImageRef(url=url, path=str(path) if path else None, save_error=saved.error)
 
 
 def _image_mime_type(url: str) -> str:

@@ -34,7 +34,7 @@ import random
 import textwrap
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -44,7 +44,7 @@ import anyio.to_thread
 import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from piapi_mcp.models import KONTEXT_MODEL, KONTEXT_TASK_TYPE
@@ -89,6 +89,10 @@ class HostedFile:
     content_type: str = "application/octet-stream"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    #: Trickle: send the body in chunks of this many bytes (0 sends it at once)...
+    chunk_bytes: int = 0
+    #: ...waiting this many seconds on the simulator's clock before each chunk after the first.
+    chunk_seconds: float = 0.0
 
 
 @dataclass
@@ -416,9 +420,22 @@ class PiAPISimulator:
         hosted = self.controls.files.get(request.path_params["name"])
         if hosted is None:
             return Response("not found", status_code=404, media_type="text/plain")
+        if hosted.chunk_bytes > 0:
+            return StreamingResponse(
+                self._trickle(hosted),
+                status_code=hosted.status,
+                media_type=hosted.content_type,
+                headers=hosted.headers,
+            )
         return Response(
             hosted.body, status_code=hosted.status, media_type=hosted.content_type, headers=hosted.headers
         )
+
+    async def _trickle(self, hosted: HostedFile) -> AsyncIterator[bytes]:
+        for start in range(0, len(hosted.body), hosted.chunk_bytes):
+            if start:
+                await self.clock.sleep(hosted.chunk_seconds)
+            yield hosted.body[start : start + hosted.chunk_bytes]
 
     async def _set_controls(self, request: Request) -> Response:
         changes = await request.json()

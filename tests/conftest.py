@@ -86,7 +86,24 @@ def make_server(
         clock=clock,
         jitter=lambda: 0.5,
     )
+    settings.setdefault("resolver", resolver_for(TEST_HOSTS))
     return create_server(client, ServerSettings(clock=clock, **settings))
+
+
+#: What the made-up host names of the tests stand for: the simulator's host is on loopback (as the
+#: sandbox's is), and nothing else resolves, so no test ever asks a real DNS server.
+TEST_HOSTS: dict[str, list[str]] = {"piapi.test": ["127.0.0.1"]}
+
+
+def resolver_for(hosts: dict[str, list[str]]) -> Any:
+    """A resolver that knows only ``hosts`` (an ``OSError`` for every other name)."""
+
+    async def resolve(host: str) -> list[str]:
+        if host.lower() not in hosts:
+            raise OSError(f"{host} is not a test host")
+        return hosts[host.lower()]
+
+    return resolve
 
 
 @asynccontextmanager
