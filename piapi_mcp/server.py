@@ -490,9 +490,12 @@ class _TaskTools:
         started = self.clock.monotonic()
         task = await self._get(task_id)
         if task.done or wait_seconds <= 0:
-            return await self._result(
-                task, elapsed=self._age(task), eta=None, deadline=started + wait_seconds
-            )
+            # No wait, but saving outputs may take a while: the heartbeat keeps the host informed.
+            async with _ProgressReporter(ctx, self.clock, started, task.task_id).running() as progress:
+                progress.phase = _saving_phase(task)
+                return await self._result(
+                    task, elapsed=self._age(task), eta=None, deadline=started + wait_seconds
+                )
         return await self._follow(
             task, ctx, started=started, created_at=started - self._age(task), budget=wait_seconds
         )
@@ -596,8 +599,14 @@ class _TaskTools:
             f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
         )
         if task.done:
+            progress.phase = _saving_phase(task)
             return await self._result(
-                task, elapsed=self._age(task), eta=None, note=reused, reused=reused is not None
+                task,
+                elapsed=self._age(task),
+                eta=None,
+                note=reused,
+                reused=reused is not None,
+                deadline=started + budget,
             )
 
         async def on_update(update: WaitUpdate) -> None:
@@ -630,12 +639,14 @@ class _TaskTools:
         notes = [reused] if reused else []
         if outcome.last_error is not None and not outcome.task.done:
             notes.append(f"The last check on it failed: {outcome.last_error.message}")
+        progress.phase = _saving_phase(outcome.task)
         return await self._result(
             outcome.task,
             elapsed=outcome.elapsed,
             eta=outcome.eta,
             note="\n".join(notes) or None,
             reused=reused is not None,
+            deadline=started + budget,
         )
 
     def _task_result(
@@ -817,6 +828,11 @@ class _ProgressReporter:
                 raise
             except Exception:  # a client gone away must not fail the task it created
                 logger.debug("progress notification could not be sent", exc_info=True)
+
+
+def _saving_phase(task: Task) -> str:
+    """What the heartbeat says while a result is put together (downloads, previews)."""
+    return f"{task.status}, saving its outputs" if task.status == COMPLETED else task.status
 
 
 def _progress_message(update: WaitUpdate) -> str:
