@@ -24,12 +24,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import io
 import ipaddress
 import os
 import re
 import socket
 import stat
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from typing import IO, Any, Final
 from urllib.parse import unquote, urlparse
 
 import anyio
+import anyio.to_thread
 import httpx2
 
 from piapi_mcp.errors import shown
@@ -109,7 +112,15 @@ def check_image_bytes(data: bytes, what: str) -> ImageKind:
 
 
 class Confinement:
-    """The folders local images may be read from."""
+    """The folders local images may be read from.
+
+    A file is opened first and judged afterwards, on the opened descriptor, so swapping the path
+    between the check and the read cannot slip anything past it: the resolved path is opened
+    with ``O_NOFOLLOW | O_NONBLOCK`` (a link swapped in afterwards fails, a FIFO or device opens at
+    once without waiting), then ``fstat`` must say "regular file" within the size limit and the
+    descriptor's real path (``/proc/self/fd``, ``F_GETPATH`` or ``GetFinalPathNameByHandleW``) must
+    lie inside an allowed folder. Blocking: call it from a worker thread.
+    """
 
     def __init__(self, folders: Sequence[Path]) -> None:
         self.folders = list(dict.fromkeys(folder.expanduser().resolve() for folder in folders))
@@ -118,11 +129,25 @@ class Confinement:
         """These folders plus the client's roots."""
         return Confinement([*self.folders, *roots])
 
+    def _inside(self, path: Path) -> bool:
+        return any(path.is_relative_to(folder) for folder in self.folders)
+
+    def _outside_error(self, raw: str) -> ImageInputError:
+        allowed = ", ".join(str(folder) for folder in self.folders)
+        return ImageInputError(
+            f"{raw!r} is outside the folders images may be read from ({allowed}); move the file there "
+            "or add its folder to PIAPI_ALLOWED_DIRS."
+        )
+
     def open_file(self, raw: str, path: Path) -> bytes:
-        """Read ``path`` if, symlinks resolved, it is a regular file inside an allowed folder.
+        """Read ``path`` (at most the limit + 1 bytes) if it is a regular file inside an allowed folder.
+
+        Symlinks that stay inside the allowed folders are followed; everything is judged again on
+        the opened file, so a path swapped meanwhile is refused, never read and never waited on.
 
         Raises:
-            ImageInputError: outside every allowed folder, not a regular file, missing or too large.
+            ImageInputError: outside every allowed folder, not a regular file, missing, unreadable,
+                changed while being opened, or too large.
         """
         if not self.folders:
             raise ImageInputError(
@@ -134,22 +159,123 @@ class Confinement:
             real = path.expanduser().resolve()
         except (RuntimeError, OSError):
             raise ImageInputError(f"{raw!r} cannot be resolved to a file.") from None
-        if not any(real.is_relative_to(folder) for folder in self.folders):
-            allowed = ", ".join(str(folder) for folder in self.folders)
-            raise ImageInputError(
-                f"{raw!r} is outside the folders images may be read from ({allowed}); move the file there "
-                "or add its folder to PIAPI_ALLOWED_DIRS."
-            )
+        if not self._inside(real):
+            raise self._outside_error(raw)
         try:
-            info = real.stat()
+            # A cheap first look, so a device or FIFO that is plainly there is not even opened.
+            if not stat.S_ISREG(os.lstat(real).st_mode):
+                raise ImageInputError(f"{raw!r} is not a regular file.")
+            fd = os.open(real, _OPEN_FLAGS)
+        except OSError as err:
+            raise _open_error(raw, err) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageInputError(f"{raw!r} is not a regular file.")
+            if not self._opened_inside(fd, real, info):
+                raise self._outside_error(raw)
+            if info.st_size > MAX_UPLOAD_BYTES:
+                raise _too_large(repr(raw), info.st_size)
+            return _read_at_most(fd, MAX_UPLOAD_BYTES + 1)
+        except OSError as err:
+            raise ImageInputError(f"{raw!r} could not be read ({err.strerror or err}).") from None
+        finally:
+            os.close(fd)
+
+    def _opened_inside(self, fd: int, real: Path, info: os.stat_result) -> bool:
+        """Whether the file open on ``fd`` (opened by the path ``real``) lies inside an allowed folder.
+
+        Where the platform cannot name an open file, the path is resolved again and must still be
+        inside and name this very file (same device and inode): narrower than naming the
+        descriptor, since a folder on the path swapped twice in between would pass.
+        """
+        opened = _descriptor_path(fd)
+        if opened is not None:
+            return self._inside(opened)
+        try:
+            again = real.resolve(strict=True)
+            return self._inside(again) and os.path.samestat(info, os.stat(again))
+        except (RuntimeError, OSError):
+            return False
+
+
+#: No following of the last link (the path is already resolved: a link there now was swapped in),
+#: no waiting for a FIFO's writer or a device, no controlling terminal, binary on Windows.
+_OPEN_FLAGS: Final = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _open_error(raw: str, err: OSError) -> ImageInputError:
+    """One sentence for a local file that could not be opened."""
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ImageInputError(f"There is no file at {raw!r}.")
+    if err.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: what FreeBSD says for O_NOFOLLOW on a link
+        return ImageInputError(
+            f"{raw!r} changed while it was being opened (it became a symbolic link), so it was not read; "
+            "try again once it stays put."
+        )
+    return ImageInputError(f"{raw!r} cannot be opened ({err.strerror or err}).")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``, never more, however large the file has grown."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _descriptor_path(fd: int) -> Path | None:
+    """The real path of the file open on ``fd``, or ``None`` where this platform cannot say."""
+    if sys.platform == "win32":
+        return _windows_handle_path(fd)
+    if sys.platform == "darwin":
+        try:
+            import fcntl
+
+            # F_GETPATH fills a MAXPATHLEN (1024) buffer with the path the descriptor refers to.
+            named = fcntl.fcntl(fd, getattr(fcntl, "F_GETPATH", 50), bytes(1024))
         except OSError:
-            raise ImageInputError(f"There is no file at {raw!r}.") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageInputError(f"{raw!r} is not a regular file.")
-        if info.st_size > MAX_UPLOAD_BYTES:
-            raise _too_large(repr(raw), info.st_size)
-        with real.open("rb") as handle:
-            return handle.read(MAX_UPLOAD_BYTES + 1)
+            return None
+        return Path(os.fsdecode(named.split(b"\0", 1)[0]))
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc (some BSDs, some containers)
+        return None
+    return Path(link.removesuffix(" (deleted)")) if link.startswith("/") else None
+
+
+def _windows_handle_path(fd: int) -> Path | None:
+    """``GetFinalPathNameByHandleW`` for ``fd`` on Windows, without its ``\\\\?\\`` prefix."""
+    if sys.platform != "win32":
+        return None
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    final_path = kernel32.GetFinalPathNameByHandleW
+    final_path.argtypes = [wintypes.HANDLE, wintypes.LPWSTR, wintypes.DWORD, wintypes.DWORD]
+    final_path.restype = wintypes.DWORD
+    buffer = ctypes.create_unicode_buffer(32768)
+    length = final_path(msvcrt.get_osfhandle(fd), buffer, len(buffer), 0)
+    if length == 0 or length >= len(buffer):
+        return None
+    name = buffer.value
+    if name.startswith("\\\\?\\UNC\\"):
+        return Path("\\\\" + name[8:])
+    return Path(name.removeprefix("\\\\?\\"))
 
 
 def parse_allowed_dirs(value: str) -> list[Path]:
@@ -207,7 +333,8 @@ class ImageResolver:
             path = Path(text)
         else:
             raise ImageInputError(f"The image {shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
-        data = self.confinement.with_roots(roots).open_file(text, path)
+        # Opening and reading touch the disk (or a FIFO, a device, a slow mount): off the event loop.
+        data = await anyio.to_thread.run_sync(self.confinement.with_roots(roots).open_file, text, path)
         kind = check_image_bytes(data, shown(text))
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or "image"
         return ResolvedImage(await self._upload(f"{stem}.{kind.extension}", data), "file", True)
