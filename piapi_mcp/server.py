@@ -498,7 +498,6 @@ class _TaskTools:
         tried = self._recovery_tried.get(entry.task_id)
         if tried is not None and now - tried < RECOVERY_RETRY_SECONDS:
             return None
-        self._recovery_tried[entry.task_id] = now
         moment = entry.created_at.timestamp()
         try:
             found = await self.client.task_history(
@@ -507,6 +506,8 @@ class _TaskTools:
         except PiAPIError as err:
             logger.info("could not search PiAPI's task history for %s: %s", entry.task_id, err.message)
             return None
+        # Searched and not found: PiAPI's history may lag, so look again later, not at every call.
+        self._recovery_tried[entry.task_id] = now
         candidates = [task for task in found if _valid_task_id(task.task_id) and _same_create(task, entry)]
         known = await self._ledger(lambda: self.ledger.known_ids([task.task_id for task in candidates]))
         candidates = [task for task in candidates if task.task_id not in (known or set())]
