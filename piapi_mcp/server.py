@@ -45,7 +45,9 @@ from piapi_mcp.errors import (
     shown,
 )
 from piapi_mcp.ledger import (
-    UNKNOWN_TASK_PREFIX,
+    UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
+)
+from piapi_mcp.ledger import (
     Claim,
     ClaimOutcome,
     LedgerEntry,
