@@ -302,23 +302,24 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         check_bind(host, config.auth_token, config.insecure_no_auth)
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
+    from piapi_mcp.ledger import FILE_NAME as LEDGER_FILE
     from piapi_mcp.ledger import TaskLedger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated):
-        # The sandbox keeps its own files: simulated tasks must not mix with real ones.
-        prefix = "sandbox-" if simulated else ""
+        # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
+        # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
             wait_seconds=config.wait_seconds,
             simulated=simulated,
             estimator=DurationEstimator(
-                path=config.state_dir / f"{prefix}durations.json",
+                path=None if simulated else config.state_dir / "durations.json",
                 # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
                 priors=_sandbox_priors(config) if simulated else None,
             ),
-            ledger=TaskLedger(config.state_dir / f"{prefix}tasks.sqlite3"),
+            ledger=TaskLedger(None) if simulated else TaskLedger.open(config.state_dir / LEDGER_FILE),
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
             # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx2
 
@@ -38,6 +39,9 @@ DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
 DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
 DEFAULT_HTTP_TIMEOUT: Final = 30.0
 _TASK_PATH: Final = "/api/v1/task"
+_HISTORY_PATH: Final = "/api/open/tasks/histories"
+#: PiAPI refuses a history page larger than this.
+MAX_HISTORY_PAGE_SIZE: Final = 100
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,47 @@ class PiAPIClient:
         except InvalidResponseError as err:
             # A 200 whose task id is missing or unusable: PiAPI may well have made (and billed) it.
             raise CreateOutcomeUnknownError(err) from err
+
+    async def task_history(
+        self,
+        *,
+        start_time: float,
+        end_time: float,
+        model: str | None = None,
+        page: int = 1,
+        page_size: int = MAX_HISTORY_PAGE_SIZE,
+    ) -> list[Task]:
+        """Tasks of this account created between two unix times (PiAPI's ``GET /api/open/tasks/histories``).
+
+        ``model`` is PiAPI's family filter (e.g. ``flux``), not a full model name. PiAPI does not
+        document the answer's shape: the tasks are read from ``data.list``, ``data.tasks``, or
+        ``data`` itself when it is a list; items that are not tasks are skipped.
+
+        Raises:
+            PiAPIError: a subclass saying what went wrong.
+        """
+        params: dict[str, Any] = {
+            "page": max(1, page),
+            "page_size": max(1, min(page_size, MAX_HISTORY_PAGE_SIZE)),
+            "start_time": int(start_time),
+            "end_time": int(end_time) + 1,
+        }
+        if model:
+            params["model"] = model
+        path = f"{_HISTORY_PATH}?{urlencode(params)}"
+        envelope = await self._request("GET", path, should_retry=_retry_read)
+        data = envelope.get("data")
+        items: Any = data
+        if isinstance(data, dict):
+            items = data.get("list") if isinstance(data.get("list"), list) else data.get("tasks")
+        tasks = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("task_id"), str) and item["task_id"]:
+                try:
+                    tasks.append(parse_task(item))
+                except (PiAPIError, ValueError):
+                    continue
+        return tasks
 
     async def get_task(self, task_id: str) -> Task:
         """Return the current state of any task of this account.

@@ -1,19 +1,33 @@
-"""The task ledger: every task this server creates, recorded durably before anyone waits on it.
+"""The task ledger: every task this server creates, recorded durably before the create is sent.
 
 SQLite under ``PIAPI_STATE_DIR`` (``tasks.sqlite3``), in WAL mode with a busy time-out so that
 several server processes can share one ledger. Each operation opens its own short connection:
 the ledger is written a few times per task, far from any hot path, and a connection per call
 keeps it safe across threads and processes. Inputs are stored as sent to PiAPI; they hold no
 secrets (the API key travels in a header and is never stored).
+
+A create is recorded in three steps. :meth:`TaskLedger.claim` writes an *intent* row (status
+``creating``, a placeholder id) in one ``BEGIN IMMEDIATE`` transaction that first looks for the
+same request, so of two processes racing the same edit exactly one may send it. When PiAPI answers
+with an id the row becomes the task (:meth:`~TaskLedger.resolve_claim`); when PiAPI refused, the
+row is dropped (:meth:`~TaskLedger.release_claim`); when the answer was lost (or the process died
+while the create was in flight) it stays as ``unknown``: PiAPI *may* have created the task.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import socket
 import sqlite3
+import sys
+import threading
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +36,8 @@ from pydantic import BaseModel, Field
 
 from piapi_mcp.models import TERMINAL_STATUSES, Task
 from piapi_mcp.timing import Clock, SystemClock
+
+logger = logging.getLogger("piapi_mcp")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -42,25 +58,84 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_by_request ON tasks (input_hash, created_at);
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (created_at);
 """
+#: Columns added after the first release; an older ledger gets them on open.
+_ADDED_COLUMNS: Final = (("note", "TEXT"), ("claim_owner", "TEXT"))
 _BUSY_TIMEOUT_SECONDS: Final = 10.0
+FILE_NAME: Final = "tasks.sqlite3"
+
+#: Placeholder ids of intent rows: creates whose PiAPI id is not (yet) known.
+UNKNOWN_TASK_PREFIX: Final = "unknown-"
+#: Status of an intent row whose create is being sent right now.
+CREATING: Final = "creating"
+#: Status of a create PiAPI may or may not have made (lost answer, killed process), and of a task
+#: PiAPI no longer knows.
+UNKNOWN: Final = "unknown"
+#: A claim older than this is no longer trusted to be in flight, even if its process seems alive
+#: (another machine sharing the folder, or a recycled process id).
+CLAIM_LEASE_SECONDS: Final = 300.0
+
+NOTE_MAY_EXIST: Final = (
+    "PiAPI may have created this task, but its id never arrived (the answer was lost or the server "
+    "stopped mid-create); check your PiAPI dashboard before creating the same edit again."
+)
+NOTE_GONE: Final = "PiAPI no longer knows this task (it answered 404); it may have expired or been deleted."
+
+#: Claims this process holds right now (process-wide: several servers may live in one process).
+_LIVE_CLAIMS: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+_HOST: Final = socket.gethostname()
 
 
 class LedgerEntry(BaseModel):
     """One task as the ledger remembers it."""
 
-    task_id: str = Field(description="PiAPI's id for the task.")
+    task_id: str = Field(
+        description=f"PiAPI's id for the task ('{UNKNOWN_TASK_PREFIX}…' while PiAPI's id is not known)."
+    )
     tool: str = Field(description="The tool that created it, e.g. 'kontext_edit'.")
     model: str | None = Field(description="PiAPI model.")
     task_type: str | None = Field(description="PiAPI task type.")
-    status: str = Field(description="Last status seen (lowercase).")
+    status: str = Field(
+        description="Last status seen (lowercase); 'creating' while the create is being sent, 'unknown' "
+        "when PiAPI may have created it but its id never arrived, or PiAPI no longer knows it."
+    )
     done: bool = Field(description="Whether that status is final.")
     input: dict[str, Any] = Field(description="The input sent to PiAPI.")
     images: list[str] = Field(description="Output image URLs, once known.")
     local_paths: list[str] = Field(description="Where outputs were saved on this machine, if they were.")
     usage: dict[str, Any] | None = Field(description="PiAPI's usage figures, as last seen.")
     error: dict[str, Any] | None = Field(description="PiAPI's error, for failed tasks.")
-    created_at: datetime = Field(description="When this server created the task.")
+    note: str | None = Field(default=None, description="What an 'unknown' status means for this entry.")
+    created_at: datetime = Field(description="When this server created the task (or started to).")
     updated_at: datetime = Field(description="When this entry last changed.")
+
+    @property
+    def is_intent(self) -> bool:
+        """Whether PiAPI's id for this create is unknown (in flight, or maybe made)."""
+        return self.task_id.startswith(UNKNOWN_TASK_PREFIX)
+
+    @property
+    def may_exist(self) -> bool:
+        """An intent that is no longer in flight: PiAPI may have created (and charged) it."""
+        return self.is_intent and self.status != CREATING
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to send one create, held by this process; ``placeholder`` is its intent row's id."""
+
+    placeholder: str
+    token: str
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What :meth:`TaskLedger.claim` found: our new claim, or the entry of the same request."""
+
+    claim: Claim | None
+    existing: LedgerEntry | None
+    #: ``existing`` is another process's create, in flight right now.
+    in_flight: bool = False
 
 
 def request_fingerprint(model: str, task_type: str, task_input: dict[str, Any]) -> str:
@@ -70,20 +145,72 @@ def request_fingerprint(model: str, task_type: str, task_input: dict[str, Any]) 
 
 
 class TaskLedger:
-    """Durable record of created tasks; ``path=None`` keeps it in memory (one process only)."""
+    """Durable record of created tasks; ``path=None`` keeps it in memory (one process only).
+
+    The constructor raises when the file cannot be used; :meth:`open` never does (it moves a corrupt
+    file aside, or falls back to memory) and says what it did in :attr:`notice`.
+    """
 
     def __init__(self, path: Path | None, clock: Clock | None = None) -> None:
         self._path = path
         self._clock: Clock = clock or SystemClock()
         self._memory: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
+        #: A sentence saying the ledger is not the usual file (moved aside, or kept in memory).
+        self.notice: str | None = None
         if path is None:
             self._memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
             self._memory.executescript(_SCHEMA)
+            _add_columns(self._memory)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
+                # A truncated file can open and still fail later; find out now, not mid-create.
+                (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
+                if check != "ok":
+                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
                 db.executescript(_SCHEMA)
+                _add_columns(db)
+
+    @classmethod
+    def open(cls, path: Path, clock: Clock | None = None) -> TaskLedger:
+        """The ledger at ``path``, whatever state the file or its folder is in; never raises.
+
+        A file that is not a sound SQLite database is renamed ``<name>.corrupt-<UTC time>`` and a
+        new ledger begun; a folder that cannot hold the ledger (read-only, a file in its place, a
+        full disk) gives an in-memory ledger. Either is logged once and kept in :attr:`notice`.
+        """
+        try:
+            return cls(path, clock)
+        except sqlite3.DatabaseError as err:
+            if _is_corrupt(err):
+                moved = _move_aside(path, clock or SystemClock())
+                if moved is not None:
+                    try:
+                        ledger = cls(path, clock)
+                    except (sqlite3.Error, OSError) as again:
+                        return cls._in_memory(path, clock, again)
+                    ledger.notice = (
+                        f"The task ledger {path} was unreadable ({err}); it was moved aside to {moved.name} "
+                        "and a new one begun, so tasks recorded before are not listed."
+                    )
+                    logger.warning("%s", ledger.notice)
+                    return ledger
+            return cls._in_memory(path, clock, err)
+        except OSError as err:
+            return cls._in_memory(path, clock, err)
+
+    @classmethod
+    def _in_memory(cls, path: Path, clock: Clock | None, err: Exception) -> TaskLedger:
+        ledger = cls(None, clock)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        ledger.notice = (
+            f"The task ledger could not be kept at {path} ({reason}); tasks are recorded in memory "
+            "only and will be forgotten when this server stops. Fix PIAPI_STATE_DIR to keep them."
+        )
+        logger.warning("%s", ledger.notice)
+        return ledger
 
     @property
     def path(self) -> Path | None:
@@ -96,7 +223,9 @@ class TaskLedger:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if self._memory is not None:
-            yield self._memory
+            # One connection shared by worker threads: one user at a time, transactions included.
+            with self._memory_lock:
+                yield self._memory
             return
         assert self._path is not None
         db = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
@@ -104,6 +233,142 @@ class TaskLedger:
             yield db
         finally:
             db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``): readers see all of it or none."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- creates -------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        fingerprint: str,
+        *,
+        tool: str,
+        model: str,
+        task_type: str,
+        task_input: dict[str, Any],
+        within_seconds: float,
+    ) -> ClaimOutcome:
+        """Claim the right to create this request, unless it was made in the last ``within_seconds``.
+
+        Atomic across processes: of several claims of one fingerprint at the same instant, one
+        gets the claim and the others the entry it wrote (``in_flight`` while its create is sent).
+        An entry is met when it was not failed, cancelled or lost by PiAPI. ``within_seconds`` 0
+        (``force_new``, or deduplication off) always claims.
+        """
+        now = self._now()
+        with self._transaction() as db:
+            if within_seconds > 0:
+                self._settle(db, fingerprint)
+                row = db.execute(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE input_hash = ? AND created_at >= ?"
+                    " AND status NOT IN ('failed', 'cancelled')"
+                    " AND NOT (status = 'unknown' AND task_id NOT LIKE 'unknown-%')"
+                    " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    (fingerprint, now - within_seconds),
+                ).fetchone()
+                if row is not None:
+                    entry = _entry(row)
+                    return ClaimOutcome(None, entry, in_flight=entry.status == CREATING)
+            claim = Claim(f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}", uuid.uuid4().hex)
+            with _LIVE_LOCK:
+                _LIVE_CLAIMS.add(claim.token)
+            db.execute(
+                "INSERT INTO tasks (task_id, tool, model, task_type, input_json, input_hash, created_at,"
+                " updated_at, status, claim_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    claim.placeholder,
+                    tool,
+                    model,
+                    task_type,
+                    json.dumps(task_input, sort_keys=True),
+                    fingerprint,
+                    now,
+                    now,
+                    CREATING,
+                    _owner(claim.token, now),
+                ),
+            )
+        return ClaimOutcome(claim, None)
+
+    def set_claim_input(self, claim: Claim, task_input: dict[str, Any]) -> None:
+        """Store the input as it will be sent (e.g. with an uploaded image's URL), before sending it."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE tasks SET input_json = ?, updated_at = ? WHERE task_id = ?",
+                (json.dumps(task_input, sort_keys=True), self._now(), claim.placeholder),
+            )
+
+    def resolve_claim(self, claim: Claim, task: Task) -> None:
+        """PiAPI answered with ``task``: the intent row becomes the task's row."""
+        try:
+            with self._connect() as db:
+                db.execute(
+                    "UPDATE tasks SET task_id = ?, model = COALESCE(?, model),"
+                    " task_type = COALESCE(?, task_type), status = ?, images_json = ?, usage_json = ?,"
+                    " error_json = ?, note = NULL, claim_owner = NULL, updated_at = ? WHERE task_id = ?",
+                    (
+                        task.task_id,
+                        task.model,
+                        task.task_type,
+                        *_state_columns(task),
+                        self._now(),
+                        claim.placeholder,
+                    ),
+                )
+        finally:
+            _forget(claim)
+
+    def release_claim(self, claim: Claim) -> None:
+        """PiAPI refused the create (nothing was made): forget the intent."""
+        try:
+            with self._connect() as db:
+                db.execute("DELETE FROM tasks WHERE task_id = ?", (claim.placeholder,))
+        finally:
+            _forget(claim)
+
+    def mark_unknown(self, claim: Claim, note: str = NOTE_MAY_EXIST) -> None:
+        """The create may have reached PiAPI but its answer did not come back: keep it as ``unknown``."""
+        try:
+            with self._connect() as db:
+                db.execute(
+                    "UPDATE tasks SET status = ?, note = ?, claim_owner = NULL, updated_at = ?"
+                    " WHERE task_id = ?",
+                    (UNKNOWN, note, self._now(), claim.placeholder),
+                )
+        finally:
+            _forget(claim)
+
+    def recover(self, placeholder: str, task: Task) -> bool:
+        """An ``unknown`` intent was found on PiAPI as ``task``: give the row its real id and state."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task.task_id,)).fetchone():
+                return False
+            cursor = db.execute(
+                "UPDATE tasks SET task_id = ?, status = ?, images_json = ?, usage_json = ?, error_json = ?,"
+                " note = NULL, claim_owner = NULL, updated_at = ? WHERE task_id = ? AND status = ?",
+                (task.task_id, *_state_columns(task), self._now(), placeholder, UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+    def mark_gone(self, task_id: str) -> bool:
+        """PiAPI answered 404 for a task of the ledger: it shows as ``unknown`` and is never reused."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE tasks SET status = ?, note = ?, updated_at = ? WHERE task_id = ? AND status NOT IN"
+                " ('completed', 'failed', 'cancelled')",
+                (UNKNOWN, NOTE_GONE, self._now(), task_id),
+            )
+            return cursor.rowcount > 0
 
     def record_created(self, task: Task, *, tool: str, task_input: dict[str, Any], fingerprint: str) -> None:
         """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing."""
@@ -131,7 +396,7 @@ class TaskLedger:
         with self._connect() as db:
             cursor = db.execute(
                 "UPDATE tasks SET status = ?, images_json = ?, usage_json = ?, error_json = ?,"
-                " paths_json = COALESCE(?, paths_json), updated_at = ? WHERE task_id = ?",
+                " paths_json = COALESCE(?, paths_json), note = NULL, updated_at = ? WHERE task_id = ?",
                 (
                     *_state_columns(task),
                     json.dumps(local_paths) if local_paths is not None else None,
@@ -141,6 +406,8 @@ class TaskLedger:
             )
             return cursor.rowcount > 0
 
+    # --- reading -------------------------------------------------------------------------------
+
     def get(self, task_id: str) -> LedgerEntry | None:
         """The entry for ``task_id``, if this server created it."""
         with self._connect() as db:
@@ -148,7 +415,15 @@ class TaskLedger:
         return _entry(row) if row else None
 
     def recent(self, *, status: str | None = None, limit: int = 20) -> list[LedgerEntry]:
-        """Entries newest first, optionally only those whose last status is ``status``."""
+        """Entries newest first, optionally only those whose last status is ``status``.
+
+        A create whose process died while sending it shows as ``unknown`` (it may exist on PiAPI).
+        """
+        with self._connect() as db:
+            in_flight = db.execute("SELECT 1 FROM tasks WHERE status = ? LIMIT 1", (CREATING,)).fetchone()
+        if in_flight:
+            with self._transaction() as db:
+                self._settle(db, None)
         query = f"SELECT {_COLUMNS} FROM tasks"
         params: list[Any] = []
         if status:
@@ -171,11 +446,97 @@ class TaskLedger:
             ).fetchone()
         return _entry(row) if row else None
 
+    def known_ids(self, task_ids: list[str]) -> set[str]:
+        """Which of ``task_ids`` the ledger already holds."""
+        if not task_ids:
+            return set()
+        marks = ",".join("?" * len(task_ids))
+        with self._connect() as db:
+            rows = db.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", task_ids).fetchall()
+        return {row[0] for row in rows}
+
+    def _settle(self, db: sqlite3.Connection, fingerprint: str | None) -> None:
+        """Turn claims whose process is gone (or whose lease ran out) into ``unknown`` intents."""
+        query = "SELECT task_id, claim_owner FROM tasks WHERE status = ?"
+        params: list[Any] = [CREATING]
+        if fingerprint is not None:
+            query += " AND input_hash = ?"
+            params.append(fingerprint)
+        now = self._now()
+        for task_id, owner in db.execute(query, params).fetchall():
+            if not _claim_alive(owner, now):
+                db.execute(
+                    "UPDATE tasks SET status = ?, note = ?, claim_owner = NULL, updated_at = ?"
+                    " WHERE task_id = ?",
+                    (UNKNOWN, NOTE_MAY_EXIST, now, task_id),
+                )
+
 
 _COLUMNS: Final = (
     "task_id, tool, model, task_type, status, input_json, images_json, paths_json, usage_json,"
-    " error_json, created_at, updated_at"
+    " error_json, note, created_at, updated_at"
 )
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)").fetchall()}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
+def _owner(token: str, now: float) -> str:
+    return json.dumps({"host": _HOST, "pid": os.getpid(), "token": token, "at": now})
+
+
+def _forget(claim: Claim) -> None:
+    with _LIVE_LOCK:
+        _LIVE_CLAIMS.discard(claim.token)
+
+
+def _claim_alive(owner: str | None, now: float) -> bool:
+    """Whether the process that wrote this claim may still be sending its create."""
+    try:
+        data = json.loads(owner or "")
+        host, pid, token, at = data["host"], int(data["pid"]), str(data["token"]), float(data["at"])
+    except (ValueError, TypeError, KeyError):
+        return False
+    if now - at > CLAIM_LEASE_SECONDS:
+        return False
+    if pid == os.getpid() and host == _HOST:
+        with _LIVE_LOCK:
+            return token in _LIVE_CLAIMS
+    if host != _HOST or sys.platform == "win32":
+        return True  # cannot look: trust the lease
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists (another user's process)
+    return True
+
+
+def _is_corrupt(err: sqlite3.DatabaseError) -> bool:
+    """A file that is not (or no longer) a sound database, as opposed to one we may not open or write."""
+    # SQLite reports a damaged or foreign file as SQLITE_CORRUPT / SQLITE_NOTADB, which Python raises
+    # as plain DatabaseError; OperationalError is "cannot open / write here" (permissions, full disk).
+    return type(err) is sqlite3.DatabaseError
+
+
+def _move_aside(path: Path, clock: Clock) -> Path | None:
+    """Rename a corrupt ledger (and its WAL files) out of the way; ``None`` if it cannot be moved."""
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        with suppress(OSError):
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
 
 
 def _state_columns(task: Task) -> tuple[str, str, str | None, str | None]:
@@ -190,7 +551,7 @@ def _state_columns(task: Task) -> tuple[str, str, str | None, str | None]:
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     (task_id, tool, model, task_type, status, input_json, images_json, paths_json, usage_json, error_json,
-     created_at, updated_at) = row  # fmt: skip
+     note, created_at, updated_at) = row  # fmt: skip
     return LedgerEntry(
         task_id=task_id,
         tool=tool,
@@ -203,6 +564,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         local_paths=json.loads(paths_json),
         usage=json.loads(usage_json) if usage_json else None,
         error=json.loads(error_json) if error_json else None,
+        note=note,
         created_at=datetime.fromtimestamp(created_at, UTC),
         updated_at=datetime.fromtimestamp(updated_at, UTC),
     )

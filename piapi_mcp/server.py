@@ -12,11 +12,11 @@ import logging
 import re
 import sqlite3
 import typing
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -40,10 +40,20 @@ from piapi_mcp.errors import (
     AuthenticationError,
     BadRequestError,
     CreateOutcomeUnknownError,
+    NotFoundError,
     PiAPIError,
     shown,
 )
-from piapi_mcp.ledger import LedgerEntry, TaskLedger, request_fingerprint
+from piapi_mcp.ledger import (
+    UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
+)
+from piapi_mcp.ledger import (
+    Claim,
+    ClaimOutcome,
+    LedgerEntry,
+    TaskLedger,
+    request_fingerprint,
+)
 from piapi_mcp.media import (
     MAX_PREVIEWS,
     Confinement,
@@ -73,16 +83,29 @@ from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, wait_for_task
 
 logger = logging.getLogger("piapi_mcp")
+T = typing.TypeVar("T")
 
 DEFAULT_WAIT_SECONDS: Final = 45.0
 DEFAULT_DEDUP_SECONDS: Final = 120.0
 MAX_WAIT_SECONDS: Final = 900.0
 SERVER_NAME: Final = "piapi-mcp"
-#: Ledger ids of creates whose answer was lost (PiAPI's id for them is unknown).
-UNKNOWN_TASK_PREFIX: Final = "unknown-"
 #: Downloads of a call's outputs get at least this long, even when the task finished at the very end
 #: of the call's budget; what is not saved by then is listed with its URL and saved on a later get_task.
 DOWNLOAD_FLOOR_SECONDS: Final = 10.0
+#: How long a create waits for another process's create of the same request to get its PiAPI id.
+CLAIM_WAIT_SECONDS: Final = 30.0
+#: How often it looks meanwhile.
+CLAIM_POLL_SECONDS: Final = 0.25
+#: Ledger work runs in worker threads, at most this many at once (SQLite writes one at a time anyway).
+LEDGER_THREADS: Final = 8
+#: PiAPI's task history is searched this far around an unknown create's time (clocks differ)...
+HISTORY_SLACK_SECONDS: Final = 600.0
+#: ...at most once per unknown create in this long...
+RECOVERY_RETRY_SECONDS: Final = 60.0
+#: ...and for at most this many unknown creates per list_tasks.
+RECOVERIES_PER_LISTING: Final = 5
+#: The longest image argument an intent row stores before the image is resolved (data: URIs are big).
+_INTENT_IMAGE_CHARS: Final = 2048
 
 INSTRUCTIONS: Final = (
     "Tools for PiAPI's image generation API. kontext_edit edits a picture from a text instruction "
@@ -142,6 +165,11 @@ class TaskList(BaseModel):
 
     tasks: list[LedgerEntry] = Field(description="Recorded tasks, newest first.")
     ledger: str | None = Field(description="The ledger file on this machine (null when kept in memory).")
+    ledger_notice: str | None = Field(
+        default=None,
+        description="Set when the ledger is not the usual file: it was unreadable and moved aside, or "
+        "the state folder is unusable and tasks are kept in memory only.",
+    )
 
 
 class PiAPIMCPServer(MCPServer[Any]):
@@ -266,7 +294,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         The list is kept on disk and survives restarts: use it to find a task whose id was lost,
         then get_task to fetch its current state. Statuses shown are as last seen, not live.
         """
-        return tasks.list_recent(status, limit)
+        return await tasks.list_recent(status, limit)
 
     server.add_tool(
         kontext_edit,
@@ -305,9 +333,9 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         description="The 50 most recent tasks this server created, from its ledger, as JSON.",
         mime_type="application/json",
     )
-    def task_list_resource() -> str:
+    async def task_list_resource() -> str:
         """Recent tasks from the ledger, newest first, as JSON."""
-        structured = tasks.list_recent(None, 50).structured_content
+        structured = (await tasks.list_recent(None, 50)).structured_content
         return json.dumps(structured, indent=2)
 
     @server.resource(
@@ -345,6 +373,10 @@ class _TaskTools:
         self.clock = settings.clock
         self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
+        # Ledger calls get their own threads, so a burst of calls never waits behind image work.
+        self._ledger_work = anyio.CapacityLimiter(LEDGER_THREADS)
+        #: When each unknown create was last looked for in PiAPI's history (clock.monotonic()).
+        self._recovery_tried: dict[str, float] = {}
         self._resolver = ImageResolver(
             upload=self._upload,
             look_up_task=client.get_task,
@@ -365,44 +397,39 @@ class _TaskTools:
         started = self.clock.monotonic()
         task_input = request.model_dump()
         fingerprint = request_fingerprint(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
-        # Identical calls in flight at once must not both create: the second waits for the first's record.
+        existing: LedgerEntry | None = None
+        # Identical calls in this process queue here; other processes meet the ledger's claim instead.
         async with self._request_lock(fingerprint):
-            existing = None if force_new else self._recent_duplicate(fingerprint)
-            if existing is None:
-                task_input["image"] = (await self._resolve_image(request.image, ctx)).url
+            for _ in range(2):  # a second round only when the task found is one PiAPI no longer knows
+                outcome = await self._claim(fingerprint, tool, task_input, force_new=force_new)
+                existing = outcome.existing
+                if existing is None:
+                    task = await self._create(outcome.claim, request, task_input, ctx, tool, fingerprint)
+                    break
+                if existing.may_exist:
+                    break
+                gone_id = existing.task_id
                 try:
-                    task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
-                except CreateOutcomeUnknownError as err:
-                    # Remember the attempt: an identical retry must not silently pay a second time.
-                    marker = Task(
-                        task_id=f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}",
-                        model=KONTEXT_MODEL,
-                        task_type=KONTEXT_TASK_TYPE,
-                        status="unknown",
-                    )
-                    self._write_ledger(
-                        lambda: self.ledger.record_created(
-                            marker, tool=tool, task_input=task_input, fingerprint=fingerprint
-                        )
-                    )
-                    raise ToolError(err.message) from err
+                    task = await self.client.get_task(gone_id)
+                except NotFoundError:
+                    await self._write_ledger(partial(self.ledger.mark_gone, gone_id), key=gone_id)
+                    continue
                 except PiAPIError as err:
-                    raise ToolError(f"{err.message} No task was created.") from err
-                logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
-                self._write_ledger(
-                    lambda: self.ledger.record_created(
-                        task, tool=tool, task_input=task_input, fingerprint=fingerprint
-                    )
+                    raise ToolError(err.message) from err
+                break
+            else:
+                raise ToolError(
+                    "PiAPI no longer knows the earlier tasks for this same edit; call kontext_edit again "
+                    "with force_new=true to create it anew."
                 )
-        if existing is not None and existing.task_id.startswith(UNKNOWN_TASK_PREFIX):
+        if existing is not None and existing.may_exist:
             age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
             raise ToolError(
-                f"The same edit was sent to PiAPI {age:.0f} s ago and its answer was lost, so PiAPI may "
-                "already be running it; check your PiAPI dashboard, and to create it anyway call "
-                "kontext_edit again with force_new=true."
+                f"The same edit was sent to PiAPI {age:.0f} s ago and its answer never arrived (lost, or "
+                "the server stopped mid-create), so PiAPI may already be running it; check list_tasks and "
+                "your PiAPI dashboard, and to create it anyway call kontext_edit again with force_new=true."
             )
         if existing is not None:
-            task = await self._get(existing.task_id)
             age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
             note = (
                 f"The same edit was requested {age:.0f} s ago as task {task.task_id}, so this call reuses "
@@ -414,6 +441,130 @@ class _TaskTools:
         return await self._follow(
             task, ctx, started=started, created_at=self.clock.monotonic(), budget=budget
         )
+
+    async def _claim(
+        self, fingerprint: str, tool: str, task_input: dict[str, Any], *, force_new: bool
+    ) -> ClaimOutcome:
+        """Claim the create in the ledger, or find the same request's entry (waiting out a create in flight).
+
+        An ``unknown`` entry met here is looked for in PiAPI's task history first: a create that did
+        happen is then reused, and only one that cannot be found asks for ``force_new``.
+        """
+        within = 0.0 if force_new else max(0.0, self.settings.dedup_seconds)
+        intent = _intent_input(task_input)
+        deadline = self.clock.monotonic() + CLAIM_WAIT_SECONDS
+        while True:
+            try:
+                outcome = await self._ledger_raw(
+                    lambda: self.ledger.claim(
+                        fingerprint,
+                        tool=tool,
+                        model=KONTEXT_MODEL,
+                        task_type=KONTEXT_TASK_TYPE,
+                        task_input=intent,
+                        within_seconds=within,
+                    )
+                )
+            except (sqlite3.Error, OSError):
+                logger.warning("task ledger unusable; the create is sent unrecorded", exc_info=True)
+                return ClaimOutcome(None, None)
+            if not outcome.in_flight:
+                break
+            if self.clock.monotonic() >= deadline:
+                raise ToolError(
+                    "The same edit is being created right now by another piapi-mcp process sharing this "
+                    "state folder; call kontext_edit again in a few seconds to get its task (or pass "
+                    "force_new=true to create another)."
+                )
+            await self.clock.sleep(CLAIM_POLL_SECONDS)
+        if outcome.existing is not None and outcome.existing.may_exist:
+            recovered = await self._recover(outcome.existing)
+            if recovered is not None:
+                return ClaimOutcome(None, recovered)
+        return outcome
+
+    async def _create(
+        self,
+        claim: Claim | None,
+        request: KontextInput,
+        task_input: dict[str, Any],
+        ctx: Context[Any, Any],
+        tool: str,
+        fingerprint: str,
+    ) -> Task:
+        """Send the create under ``claim``; its intent row becomes the task, is dropped, or stays unknown."""
+
+        async def settle(write: Callable[[Claim], object]) -> None:
+            if claim is not None:
+                held = claim
+                with anyio.CancelScope(shield=True):
+                    await self._write_ledger(lambda: write(held))
+
+        try:
+            task_input["image"] = (await self._resolve_image(request.image, ctx)).url
+        except BaseException:
+            await settle(self.ledger.release_claim)
+            raise
+        if claim is not None and task_input["image"] != request.image:
+            held = claim
+            await self._write_ledger(lambda: self.ledger.set_claim_input(held, task_input))
+        try:
+            task = await self.client.create_task(KONTEXT_MODEL, KONTEXT_TASK_TYPE, task_input)
+        except CreateOutcomeUnknownError as err:
+            # Remember the attempt: an identical retry must not silently pay a second time.
+            await settle(self.ledger.mark_unknown)
+            raise ToolError(err.message) from err
+        except PiAPIError as err:
+            await settle(self.ledger.release_claim)
+            raise ToolError(f"{err.message} No task was created.") from err
+        except BaseException:
+            # Cut off (or broken) while the create may be on the wire: PiAPI may have made it.
+            await settle(self.ledger.mark_unknown)
+            raise
+        logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
+        if claim is not None:
+            await settle(lambda held: self.ledger.resolve_claim(held, task))
+        else:
+            await self._write_ledger(
+                lambda: self.ledger.record_created(
+                    task, tool=tool, task_input=task_input, fingerprint=fingerprint
+                ),
+                key=task.task_id,
+            )
+        return task
+
+    async def _recover(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """Find an ``unknown`` create in PiAPI's task history by its time and input; record and return it."""
+        if not self.client.has_api_key:
+            return None
+        now = self.clock.monotonic()
+        tried = self._recovery_tried.get(entry.task_id)
+        if tried is not None and now - tried < RECOVERY_RETRY_SECONDS:
+            return None
+        moment = entry.created_at.timestamp()
+        try:
+            found = await self.client.task_history(
+                start_time=moment - HISTORY_SLACK_SECONDS, end_time=moment + HISTORY_SLACK_SECONDS
+            )
+        except PiAPIError as err:
+            logger.info("could not search PiAPI's task history for %s: %s", entry.task_id, err.message)
+            return None
+        # Searched and not found: PiAPI's history may lag, so look again later, not at every call.
+        self._recovery_tried[entry.task_id] = now
+        candidates = [task for task in found if _valid_task_id(task.task_id) and _same_create(task, entry)]
+        known = await self._ledger(lambda: self.ledger.known_ids([task.task_id for task in candidates]))
+        candidates = [task for task in candidates if task.task_id not in (known or set())]
+        if not candidates:
+            return None
+        best = min(
+            candidates,
+            key=lambda task: abs((task.created_at or entry.created_at) - entry.created_at).total_seconds(),
+        )
+        if not await self._ledger(lambda: self.ledger.recover(entry.task_id, best), key=best.task_id):
+            return None
+        self._recovery_tried.pop(entry.task_id, None)
+        logger.info("found PiAPI task %s in PiAPI's history (its create answer never arrived)", best.task_id)
+        return await self._ledger(lambda: self.ledger.get(best.task_id))
 
     async def _resolve_image(self, value: str, ctx: Context[Any, Any]) -> ResolvedImage:
         """An image argument as an http(s) URL for PiAPI; refusals become one-sentence tool errors."""
@@ -440,15 +591,6 @@ class _TaskTools:
         logger.info("uploaded %s (%d bytes) for PiAPI", file_name, len(data))
         return url
 
-    def _recent_duplicate(self, fingerprint: str) -> LedgerEntry | None:
-        if self.settings.dedup_seconds <= 0:
-            return None
-        try:
-            return self.ledger.find_recent_request(fingerprint, within_seconds=self.settings.dedup_seconds)
-        except (sqlite3.Error, OSError):
-            logger.warning("task ledger unreadable; duplicate check skipped", exc_info=True)
-            return None
-
     @asynccontextmanager
     async def _request_lock(self, fingerprint: str) -> AsyncIterator[None]:
         lock = self._locks.setdefault(fingerprint, anyio.Lock())
@@ -459,28 +601,49 @@ class _TaskTools:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._locks.pop(fingerprint, None)
 
-    def _write_ledger(self, write: Callable[[], object]) -> None:
-        """Ledger trouble (disk full, permissions) is logged, never allowed to fail a paid task's call."""
-        try:
-            write()
-        except (sqlite3.Error, OSError):
-            logger.warning("could not write the task ledger", exc_info=True)
+    async def _ledger_raw(self, call: Callable[[], T], *, key: str | None = None) -> T:
+        """Run a ledger call in a worker thread (SQLite blocks); calls with the same ``key`` run in order."""
+        if key is None:
+            return await anyio.to_thread.run_sync(call, limiter=self._ledger_work)
+        async with self._request_lock(f"ledger:{key}"):
+            return await anyio.to_thread.run_sync(call, limiter=self._ledger_work)
 
-    def list_recent(self, status: str | None, limit: int) -> CallToolResult:
+    async def _ledger(self, call: Callable[[], T], *, key: str | None = None) -> T | None:
+        """:meth:`_ledger_raw`, with ledger trouble (disk full, permissions) logged, never failing a call."""
         try:
-            entries = self.ledger.recent(status=status, limit=limit)
+            return await self._ledger_raw(call, key=key)
+        except (sqlite3.Error, OSError):
+            logger.warning("could not use the task ledger", exc_info=True)
+            return None
+
+    async def _write_ledger(self, write: Callable[[], object], *, key: str | None = None) -> None:
+        """Write the ledger off the event loop, in order per ``key`` (a task id); trouble is only logged."""
+        await self._ledger(write, key=key)
+
+    async def list_recent(self, status: str | None, limit: int) -> CallToolResult:
+        try:
+            entries = await self._ledger_raw(lambda: self.ledger.recent(status=status, limit=limit))
         except (sqlite3.Error, OSError) as err:
             raise ToolError(f"The task ledger could not be read ({type(err).__name__}).") from err
-        listing = TaskList(tasks=entries, ledger=str(self.ledger.path) if self.ledger.path else None)
+        unknown = [entry for entry in entries if entry.may_exist][:RECOVERIES_PER_LISTING]
+        recovered = [found for entry in unknown if (found := await self._recover(entry)) is not None]
+        if recovered:
+            entries = await self._ledger_raw(lambda: self.ledger.recent(status=status, limit=limit))
+        notice = self.ledger.notice
+        listing = TaskList(
+            tasks=entries, ledger=str(self.ledger.path) if self.ledger.path else None, ledger_notice=notice
+        )
         if entries:
             lines = [
                 f"{e.task_id}  {e.status:<10}  {e.created_at:%Y-%m-%d %H:%M:%S} UTC  "
-                f"{shown(e.input.get('prompt', ''), 60)}"
+                f"{shown(e.input.get('prompt', ''), 60)}" + (f"  ({e.note})" if e.note else "")
                 for e in entries
             ]
             text = f"{len(entries)} task(s), newest first:\n" + "\n".join(lines)
         else:
             text = "No tasks recorded" + (f" with status {status}." if status else " yet.")
+        if notice:
+            text += f"\n{notice}"
         return CallToolResult(
             content=[TextContent(type="text", text=text)],
             structured_content=listing.model_dump(mode="json"),
@@ -488,6 +651,13 @@ class _TaskTools:
 
     async def look_up(self, task_id: str, ctx: Context[Any, Any], wait_seconds: float) -> CallToolResult:
         started = self.clock.monotonic()
+        if task_id.startswith(UNKNOWN_TASK_PREFIX):
+            entry = await self._ledger(lambda: self.ledger.get(task_id))
+            if entry is not None:
+                raise ToolError(
+                    f"{task_id} is this server's record of a create whose PiAPI id never arrived, not a "
+                    "PiAPI task id; list_tasks shows it, and your PiAPI dashboard whether PiAPI made it."
+                )
         task = await self._get(task_id)
         if task.done or wait_seconds <= 0:
             # No wait, but saving outputs may take a while: the heartbeat keeps the host informed.
@@ -508,7 +678,7 @@ class _TaskTools:
             task = await self._get(task_id)
             if task.status == CANCELLED:
                 return await self._result(task, elapsed=None, eta=None)
-            self._write_ledger(lambda: self.ledger.record_seen(task))
+            await self._write_ledger(lambda: self.ledger.record_seen(task), key=task.task_id)
             said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
             raise ToolError(
                 f"PiAPI could not cancel task {task_id}{said}; PiAPI only cancels tasks that are still "
@@ -555,6 +725,11 @@ class _TaskTools:
     async def _get(self, task_id: str) -> Task:
         try:
             task = await self.client.get_task(task_id)
+        except NotFoundError as err:
+            # Never "pending" forever: a task PiAPI no longer knows is unknown, and never reused.
+            known = await self._ledger(lambda: self.ledger.mark_gone(task_id), key=task_id)
+            marked = " This server's task list now shows it as unknown." if known else ""
+            raise ToolError(f"{err.message}{marked}") from err
         except PiAPIError as err:
             raise ToolError(err.message) from err
         return task
@@ -713,7 +888,9 @@ class _TaskTools:
         saved = await self._outputs(task, floor if deadline is None else max(deadline, floor))
         # The one place a state reaches the caller, so the one place it is written to the ledger.
         paths = [str(image.path) for image in saved if image.path is not None]
-        self._write_ledger(lambda: self.ledger.record_seen(task, local_paths=paths or None))
+        await self._write_ledger(
+            lambda: self.ledger.record_seen(task, local_paths=paths or None), key=task.task_id
+        )
         structured = self._task_result(task, elapsed=elapsed, eta=eta, reused=reused, saved=saved)
         text = _summary(structured)
         if note:
@@ -919,6 +1096,22 @@ def _image_mime_type(url: str) -> str:
         if path.endswith(suffix):
             return mime
     return "image/png"
+
+
+def _intent_input(task_input: dict[str, Any]) -> dict[str, Any]:
+    """The input an intent row stores before its image is resolved (a data: URI is not stored whole)."""
+    image = str(task_input.get("image", ""))
+    if len(image) <= _INTENT_IMAGE_CHARS:
+        return task_input
+    return {**task_input, "image": f"{image[:40]}… ({len(image)} characters, being uploaded)"}
+
+
+def _same_create(task: Task, entry: LedgerEntry) -> bool:
+    """Whether a task from PiAPI's history is the create ``entry`` recorded (same model, type and input)."""
+    if task.model != entry.model or (task.task_type is not None and task.task_type != entry.task_type):
+        return False
+    sent = task.input or {}
+    return bool(entry.input) and all(sent.get(name) == value for name, value in entry.input.items())
 
 
 def _valid_task_id(task_id: str) -> bool:

@@ -34,7 +34,7 @@ import random
 import textwrap
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -59,7 +59,7 @@ UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_RENDER_SIDE = 1024
 
-Route_ = Literal["create", "get", "cancel", "upload", "any"]
+Route_ = Literal["create", "get", "cancel", "upload", "history", "any"]
 #: ``reset`` starts the answer, then drops the connection (over HTTP the client sees a broken
 #: answer; in process, :class:`FaultyTransport` turns it into ``httpx2.RemoteProtocolError``).
 FaultBody = Literal["envelope", "html", "truncated", "empty", "reset"]
@@ -138,6 +138,11 @@ class SimulatorControls:
     #: How a cancelled task reports itself: ``cancelled``, or ``failed`` with a "canceled" message
     #: (PiAPI documents neither; its clients have seen both).
     cancel_style: Literal["cancelled", "failed"] = "cancelled"
+    #: Whether ``GET /api/open/tasks/histories`` answers (off: 404, as where the endpoint is missing).
+    history_enabled: bool = True
+    #: In process only: awaited by each create after its task is made and before its answer is sent,
+    #: to hold a create in flight (e.g. while a test kills the server that sent it).
+    create_gate: Callable[[SimulatedTask], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -181,6 +186,7 @@ class PiAPISimulator:
                 Route("/api/v1/task/{task_id}", self._get, methods=["GET"]),
                 Route("/api/v1/task/{task_id}", self._cancel, methods=["DELETE"]),
                 Route("/temp/{name}", self._image, methods=["GET"]),
+                Route("/api/open/tasks/histories", self._history, methods=["GET"]),
                 Route("/api/ephemeral_resource", self._upload, methods=["POST"]),
                 Route("/_uploads/{upload_id}/{name}", self._uploaded, methods=["GET"]),
                 Route("/files/{name:path}", self._hosted_file, methods=["GET"]),
@@ -322,10 +328,50 @@ class PiAPISimulator:
             fails=self.controls.fail_tasks or FAIL_MARKER in str(task_input.get("prompt", "")).lower(),
         )
         self.tasks[task.task_id] = task
+        if self.controls.create_gate is not None:
+            await self.controls.create_gate(task)
         if fault is not None:  # PiAPI made the task, but its answer does not make it back
             task.answer_lost = True
             return self._serve_random_fault(fault)
         return self._task_envelope(self._task_data(task, _base(request)))
+
+    async def _history(self, request: Request) -> Response:
+        """PiAPI's task history: this account's tasks created in ``[start_time, end_time]`` (unix seconds).
+
+        ``model`` filters loosely (PiAPI takes family names such as ``flux``): a task matches when the
+        filter appears in its model name, ignoring case. Newest first, paged.
+        """
+        if (refused := self._check(request, "history")) is not None:
+            return refused
+        if not self.controls.history_enabled:
+            return _error(404, "not found")
+        query = request.query_params
+        try:
+            page = int(query.get("page", "1"))
+            page_size = int(query.get("page_size", "10"))
+            start = float(query.get("start_time", "0"))
+            end = float(query.get("end_time", "1e12"))
+        except ValueError:
+            return _error(400, "Invalid request parameters")
+        if page < 1 or not 1 <= page_size <= 100:
+            return _error(400, "page_size must be between 1 and 100")
+        family = query.get("model", "").lower()
+        found = sorted(
+            (
+                task
+                for task in self.tasks.values()
+                if start <= task.created_wall.timestamp() <= end and family in task.model.lower()
+            ),
+            key=lambda task: task.created_wall,
+            reverse=True,
+        )
+        chosen = found[(page - 1) * page_size : page * page_size]
+        tamper = self.controls.tamper
+        listed = [
+            tamper(data) if tamper is not None else data
+            for data in (self._task_data(task, _base(request)) for task in chosen)
+        ]
+        return self._envelope({"page": page, "page_size": page_size, "total": len(found), "list": listed})
 
     def _find(self, request: Request, route: Route_) -> SimulatedTask | Response:
         if (refused := self._check(request, route)) is not None:
@@ -439,7 +485,13 @@ class PiAPISimulator:
 
     async def _set_controls(self, request: Request) -> Response:
         changes = await request.json()
-        known = {f.name for f in fields(SimulatorControls)} - {"faults", "api_keys", "tamper", "files"}
+        known = {f.name for f in fields(SimulatorControls)} - {
+            "faults",
+            "api_keys",
+            "tamper",
+            "files",
+            "create_gate",
+        }
         for name, value in changes.items():
             if name in known:
                 setattr(self.controls, name, value)
@@ -594,6 +646,8 @@ def route_of(method: str, path: str) -> Route_ | None:
     """Which PiAPI call a request is (``None`` for anything but the task API)."""
     if path.rstrip("/") == "/api/v1/task":
         return "create" if method == "POST" else None
+    if path.rstrip("/") == "/api/open/tasks/histories":
+        return "history" if method == "GET" else None
     if path.rstrip("/") == "/api/ephemeral_resource":
         return "upload" if method == "POST" else None
     if path.startswith("/api/v1/task/") and method == "GET":

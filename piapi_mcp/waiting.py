@@ -46,6 +46,8 @@ ESTIMATE_WINDOW: Final = 7
 #: A poll started with less budget than this left is not worth its round trip.
 _MIN_POLL_BUDGET: Final = 0.2
 _SLACK: Final = 1e-6
+#: A learned duration at or above this (a day) is nonsense in the durations file, and ignored.
+_MAX_LEARNED_SECONDS: Final = 86_400.0
 
 #: Typical durations before any task of the kind has been seen: PiAPI's documented Kontext example
 #: ran 32.7 s from creation to end.
@@ -79,20 +81,29 @@ class DurationEstimator:
             self._load(path)
 
     def _load(self, path: Path) -> None:
+        """Read what earlier runs learned; a file that is missing, unreadable or odd is only logged."""
         try:
             entries: Any = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return
-        except (OSError, ValueError):
-            logger.warning("ignoring unreadable task duration file %s", path)
+        except (OSError, ValueError, RecursionError) as err:
+            logger.warning("ignoring unreadable task duration file %s (%s)", path, type(err).__name__)
             return
         for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), list):
                 continue
-            seconds = [float(s) for s in entry["seconds"] if isinstance(s, int | float) and s > 0]
+            model, task_type = entry.get("model"), entry.get("task_type")
+            if not (model is None or isinstance(model, str)) or not (
+                task_type is None or isinstance(task_type, str)
+            ):
+                continue
+            seconds = [
+                float(s)
+                for s in entry["seconds"]
+                if isinstance(s, int | float) and not isinstance(s, bool) and 0 < s < _MAX_LEARNED_SECONDS
+            ]
             if seconds:
-                key = (entry.get("model"), entry.get("task_type"))
-                self._seen[key] = deque(seconds[-self._window :], maxlen=self._window)
+                self._seen[(model, task_type)] = deque(seconds[-self._window :], maxlen=self._window)
 
     def _save(self, path: Path) -> None:
         entries = [
