@@ -13,7 +13,9 @@ who reaches the port can spend the PiAPI credits, so:
   request headers cannot exhaust the process's file descriptors before the token is even read:
   each such connection is closed after :attr:`HttpLimits.header_timeout`, open connections are
   capped, and at the cap a new connection sheds the oldest one still waiting for its headers (an
-  attacker's half-open connections go first; a client that sends its request at once gets in).
+  attacker's half-open connections go first; a client that sends its request at once gets in);
+  a client that leaves an answer unread for as long is dropped as well, so pipelining requests
+  without reading the ``401`` answers cannot hold a place either.
 """
 
 from __future__ import annotations
@@ -252,7 +254,8 @@ class HttpLimits:
     """How :func:`serve_http` protects itself from connections that hold resources without asking anything."""
 
     #: Seconds to deliver complete request headers, counted from the connection's opening (or the end
-    #: of its previous answer); bytes trickled in meanwhile do not extend it.
+    #: of its previous answer); bytes trickled in meanwhile do not extend it. Also how long a client
+    #: may leave an answer unread (the write buffer above its high-water mark) before it is dropped.
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     #: Open connections at most (further lowered to half the open-file limit, see :func:`connection_cap`).
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -370,8 +373,11 @@ class _GuardedH11Protocol(H11Protocol):
     A connection is *waiting* from its opening until its request headers are parsed, and again from
     the end of each answer until the next request's headers: while waiting it has
     ``guard.header_timeout`` seconds in all (trickled bytes do not extend them) and may be shed to
-    make room. While a request is being answered it is left alone: streams and long tool calls run
-    as long as they need.
+    make room. While a request is being answered it is left alone (streams and long tool calls run
+    as long as they need) unless the client stops reading: when the answer piles up unread (the
+    transport pauses writing) for ``guard.header_timeout`` seconds, the connection is dropped too,
+    or a client pipelining requests without reading the answers would hold its place forever.
+    A dropped connection with output still unsent is aborted, so its descriptor is freed at once.
     """
 
     guard: ClassVar[_ConnectionGuard]
@@ -380,6 +386,7 @@ class _GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._counted = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Admit the connection under the cap and start its header deadline, or answer 503 and close."""
@@ -394,6 +401,7 @@ class _GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Leave the guard's books, then let uvicorn clean up."""
         self._stop_waiting()
+        self._writing_resumed()
         if self._counted:
             self._counted = False
             self.guard.open -= 1
@@ -406,18 +414,40 @@ class _GuardedH11Protocol(H11Protocol):
             self._stop_waiting()
 
     def on_response_complete(self) -> None:
-        """After an answer a kept-alive connection waits for its next request's headers, on a new deadline."""
+        """After an answer the connection waits for its next request's headers, on a new deadline.
+
+        A connection uvicorn is closing waits too: if its client never reads the rest of the answer,
+        the deadline aborts it instead of letting it hold a descriptor.
+        """
         super().on_response_complete()
-        if not self.transport.is_closing() and not self._answering():
+        if not self._answering():
             self._wait_for_headers()
 
+    def pause_writing(self) -> None:
+        """The client is not reading as fast as we answer: it has ``header_timeout`` seconds to catch up."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.guard.header_timeout, self._out_of_time)
+
+    def resume_writing(self) -> None:
+        """The client caught up with the answer."""
+        super().resume_writing()
+        self._writing_resumed()
+
     def drop(self) -> None:
-        """Close the connection (shed, or out of time); it leaves the count at once, the socket soon after."""
+        """Close the connection (shed, or out of time); it leaves the count at once.
+
+        With output still unsent it is aborted: that client is not reading, and a graceful close would
+        keep the descriptor until it does.
+        """
         self._stop_waiting()
+        self._writing_resumed()
         if self._counted:
             self._counted = False
             self.guard.open -= 1
-        if not self.transport.is_closing():
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _answering(self) -> bool:
@@ -434,8 +464,12 @@ class _GuardedH11Protocol(H11Protocol):
             self._deadline = None
         self.guard.waiting.pop(self, None)
 
+    def _writing_resumed(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
     def _out_of_time(self) -> None:
-        self._deadline = None
         self.guard.timed_out += 1
         self.drop()
 
@@ -468,7 +502,8 @@ async def serve_http(
     Request headers must be complete within ``limits.header_timeout`` seconds, and at most
     :func:`connection_cap` connections are open: at the cap a new connection sheds the oldest one
     still waiting for its headers, or, when every connection is busy answering, is itself answered
-    ``503`` and closed. ``on_started`` gets the bound port once the socket listens. The app's
+    ``503`` and closed. A client that leaves the answer unread for ``limits.header_timeout`` seconds
+    is dropped. ``on_started`` gets the bound port once the socket listens. The app's
     lifespan runs (Streamable HTTP's session manager lives there). WebSocket upgrades are not
     served: MCP does not use them, and the guard only follows HTTP connections.
     """

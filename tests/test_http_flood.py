@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 from anyio.abc import SocketStream
@@ -111,6 +113,14 @@ async def _until_closed_by_server(stream: SocketStream) -> bytes:
             received += await stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
             return received
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """The ASGI lifespan of a test app with nothing to start or stop."""
+    await receive()  # startup
+    await send({"type": "lifespan.startup.complete"})
+    await receive()  # shutdown
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def _use_mcp_with_token(port: int) -> None:
@@ -262,6 +272,47 @@ async def test_piapi_mcp_keeps_answering_its_client_through_more_unfinished_requ
     assert "HTTP connection cap of 128 reached" in "".join(log)
 
 
+async def test_a_client_that_stops_reading_a_streamed_answer_is_dropped_and_frees_its_place() -> None:
+    """A client that asks for a long streamed answer and never reads it: once the unread answer piles up
+    for the header timeout, the server aborts the connection, so it cannot hold its place under the cap
+    (the same holds for requests pipelined without reading the 401s, which need no token)."""
+    chunk = b"x" * 65536
+
+    async def streaming_app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/small":
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        # Far more than any socket buffer: the answer is in progress (not evictable) until the connection
+        # is gone; after that uvicorn ignores the sends, so the checkpoint lets the loop run out politely.
+        for _ in range(4096):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await anyio.lowlevel.checkpoint()
+        await send({"type": "http.response.body", "body": b""})
+
+    with anyio.fail_after(HANG_GUARD):
+        async with _serving(streaming_app, HttpLimits(header_timeout=0.3, max_connections=1)) as port:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                sock.setblocking(False)
+                # Never reads; the server's abort turns the next send into a reset.
+                while True:
+                    await anyio.wait_writable(sock)
+                    try:
+                        sock.send(b"x")
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        break
+            async with httpx2.AsyncClient(trust_env=False) as client:
+                assert (await client.get(f"http://127.0.0.1:{port}/small")).status_code == 200
+
+
 async def test_when_every_connection_is_answering_a_newcomer_gets_503_and_the_others_finish() -> None:
     """At the cap with no connection waiting for headers, nothing can be shed: the new connection is
     answered 503 and closed, and the requests in progress are not disturbed."""
@@ -273,10 +324,7 @@ async def test_when_every_connection_is_answering_a_newcomer_gets_503_and_the_ot
     async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
         nonlocal entered
         if scope["type"] == "lifespan":
-            await receive()  # startup
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # shutdown
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         entered += 1
         if entered == cap:
