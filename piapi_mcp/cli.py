@@ -338,10 +338,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         if transport == "stdio":
             await server.run_stdio_async()
             return
-        import uvicorn
+        from piapi_mcp.hosting import HttpLimits, build_http_app, serve_http
 
-        from piapi_mcp.hosting import build_http_app
-
+        limits = HttpLimits.from_env()
         app = build_http_app(
             server,
             "sse" if transport == "sse" else "streamable-http",
@@ -353,8 +352,11 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         path = "/sse" if transport == "sse" else "/mcp"
         _log_http_security(config, host)
         shown = f"[{host}]" if ":" in host else host
-        logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, port, path)
-        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+        def started(bound_port: int) -> None:
+            logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
+
+        await serve_http(app, host, port, limits, on_started=started)
 
 
 def _log_http_security(config: Config, host: str) -> None:

@@ -8,19 +8,35 @@ who reaches the port can spend the PiAPI credits, so:
 * :func:`build_http_app` keeps the SDK's DNS-rebinding protection on (Host and Origin allowlists:
   loopback plus the names the operator configures);
 * :func:`check_bind` refuses a non-loopback bind address without a token unless told
-  ``--insecure-no-auth``.
+  ``--insecure-no-auth``;
+* :func:`serve_http` serves the app with uvicorn so that connections which never finish their
+  request headers cannot exhaust the process's file descriptors before the token is even read:
+  each such connection is closed after :attr:`HttpLimits.header_timeout`, open connections are
+  capped, and at the cap a new connection sheds the oldest one still waiting for its headers (an
+  attacker's half-open connections go first; a client that sends its request at once gets in);
+  a client that leaves an answer unread for as long is dropped as well, so pipelining requests
+  without reading the ``401`` answers cannot hold a place either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
-from collections.abc import Iterable
-from typing import Any, Final, Literal
+import logging
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal
 
+import anyio
+import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from piapi_mcp.cli import ConfigError
 
@@ -29,6 +45,20 @@ HttpTransport = Literal["sse", "streamable-http"]
 AUTH_TOKEN_ENV: Final = "PIAPI_MCP_AUTH_TOKEN"
 ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
+HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
+MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
+
+#: Seconds a connection has to deliver complete request headers (from its opening, or from the end
+#: of its previous answer on a kept-alive connection). A real client sends them at once.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+HEADER_TIMEOUT_RANGE: Final = (0.1, 300.0)
+#: Open HTTP connections at most; lowered to half the open-file limit at start (see :func:`connection_cap`).
+DEFAULT_MAX_CONNECTIONS: Final = 512
+MAX_CONNECTIONS_RANGE: Final = (1, 65536)
+#: How long a cancelled :func:`serve_http` waits for its connections and the app's shutdown.
+_SHUTDOWN_GRACE: Final = 5.0
+
+logger = logging.getLogger("piapi_mcp")
 
 LOOPBACK_HOSTS: Final = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS: Final = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
@@ -217,6 +247,295 @@ def build_http_app(
     else:
         raise ValueError(f"not an HTTP transport: {transport!r}")
     return BearerTokenMiddleware(app, token) if token else app
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """How :func:`serve_http` protects itself from connections that hold resources without asking anything."""
+
+    #: Seconds to deliver complete request headers, counted from the connection's opening (or the end
+    #: of its previous answer); bytes trickled in meanwhile do not extend it. Also how long a client
+    #: may leave an answer unread (the write buffer above its high-water mark) before it is dropped.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: Open connections at most (further lowered to half the open-file limit, see :func:`connection_cap`).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> HttpLimits:
+        """Limits from ``PIAPI_MCP_HEADER_TIMEOUT`` (seconds) and ``PIAPI_MCP_MAX_CONNECTIONS``, or defaults.
+
+        Raises:
+            ConfigError: a value that is not a number, or out of range.
+        """
+        low, high = HEADER_TIMEOUT_RANGE
+        timeout = _env_number(env, HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT, low, high, "seconds")
+        first, last = MAX_CONNECTIONS_RANGE
+        connections = _env_number(
+            env, MAX_CONNECTIONS_ENV, DEFAULT_MAX_CONNECTIONS, first, last, "connections"
+        )
+        if connections != int(connections):
+            raise ConfigError(
+                f"{MAX_CONNECTIONS_ENV} must be a whole number of connections (got {connections:g})."
+            )
+        return cls(header_timeout=timeout, max_connections=int(connections))
+
+
+def _env_number(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit} (got {value:g}).")
+    return value
+
+
+def connection_cap(requested: int) -> int:
+    """``requested``, lowered to half the process's open-file limit so that inbound connections alone
+    can never use every descriptor (the other half is for PiAPI requests, downloads, the ledger, logs)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return requested
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return requested
+    return max(1, min(requested, soft // 2))
+
+
+_REFUSED_BODY: Final = b"This server has too many open connections; try again in a moment.\n"
+_REFUSED: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"retry-after: 1\r\ncontent-length: " + str(len(_REFUSED_BODY)).encode() + b"\r\n\r\n" + _REFUSED_BODY
+)
+
+
+class _ConnectionGuard:
+    """The open connections of one server: how many, and which are waiting for request headers, oldest first.
+
+    Per connection this costs one timer and one entry in an ordered dict; admitting, shedding and
+    timing out are O(1).
+    """
+
+    def __init__(self, header_timeout: float, cap: int) -> None:
+        self.header_timeout = header_timeout
+        self.cap = cap
+        self.open = 0
+        #: Connections with no request in progress (new, or kept alive after an answer), oldest first.
+        self.waiting: OrderedDict[_GuardedH11Protocol, None] = OrderedDict()
+        self.shed = 0
+        self.timed_out = 0
+        self.refused = 0
+        self._next_report = 1
+
+    def protocol_class(self) -> type[_GuardedH11Protocol]:
+        """A protocol class bound to this guard, for ``uvicorn.Config(http=...)``."""
+        return type("GuardedH11Protocol", (_GuardedH11Protocol,), {"guard": self})
+
+    def admit(self, newcomer: _GuardedH11Protocol) -> bool:
+        """Count ``newcomer`` in; at the cap, first shed the oldest waiting connection. False if none is."""
+        if self.open >= self.cap:
+            if not self.waiting:
+                self.refused += 1
+                self._report()
+                return False
+            victim, _ = self.waiting.popitem(last=False)
+            self.shed += 1
+            victim.drop()
+            self._report()
+        self.open += 1
+        return True
+
+    def _report(self) -> None:
+        # At the 1st, 10th, 100th… event: a flood is visible in the log without one line per connection.
+        events = self.shed + self.refused
+        if events < self._next_report:
+            return
+        self._next_report *= 10
+        logger.warning(
+            "HTTP connection cap of %d reached: %d connections that had not sent their request shed, "
+            "%d refused while all were busy (%s sets the cap)",
+            self.cap,
+            self.shed,
+            self.refused,
+            MAX_CONNECTIONS_ENV,
+        )
+
+
+class _GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for request headers and a place under the connection cap.
+
+    A connection is *waiting* from its opening until its request headers are parsed, and again from
+    the end of each answer until the next request's headers: while waiting it has
+    ``guard.header_timeout`` seconds in all (trickled bytes do not extend them) and may be shed to
+    make room. While a request is being answered it is left alone (streams and long tool calls run
+    as long as they need) unless the client stops reading: when the answer piles up unread (the
+    transport pauses writing) for ``guard.header_timeout`` seconds, the connection is dropped too,
+    or a client pipelining requests without reading the answers would hold its place forever.
+    A dropped connection with output still unsent is aborted, so its descriptor is freed at once.
+    """
+
+    guard: ClassVar[_ConnectionGuard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._counted = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Admit the connection under the cap and start its header deadline, or answer 503 and close."""
+        super().connection_made(transport)
+        if not self.guard.admit(self):
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        self._counted = True
+        self._wait_for_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Leave the guard's books, then let uvicorn clean up."""
+        self._stop_waiting()
+        self._writing_resumed()
+        if self._counted:
+            self._counted = False
+            self.guard.open -= 1
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        """Parse as uvicorn does; once a request's headers are complete, the connection stops waiting."""
+        super().handle_events()
+        if self._answering():
+            self._stop_waiting()
+
+    def on_response_complete(self) -> None:
+        """After an answer the connection waits for its next request's headers, on a new deadline.
+
+        A connection uvicorn is closing waits too: if its client never reads the rest of the answer,
+        the deadline aborts it instead of letting it hold a descriptor.
+        """
+        super().on_response_complete()
+        if not self._answering():
+            self._wait_for_headers()
+
+    def pause_writing(self) -> None:
+        """The client is not reading as fast as we answer: it has ``header_timeout`` seconds to catch up."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.guard.header_timeout, self._out_of_time)
+
+    def resume_writing(self) -> None:
+        """The client caught up with the answer."""
+        super().resume_writing()
+        self._writing_resumed()
+
+    def drop(self) -> None:
+        """Close the connection (shed, or out of time); it leaves the count at once.
+
+        With output still unsent it is aborted: that client is not reading, and a graceful close would
+        keep the descriptor until it does.
+        """
+        self._stop_waiting()
+        self._writing_resumed()
+        if self._counted:
+            self._counted = False
+            self.guard.open -= 1
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+    def _answering(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _wait_for_headers(self) -> None:
+        self._stop_waiting()
+        self._deadline = self.loop.call_later(self.guard.header_timeout, self._out_of_time)
+        self.guard.waiting[self] = None
+
+    def _stop_waiting(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.guard.waiting.pop(self, None)
+
+    def _writing_resumed(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _out_of_time(self) -> None:
+        self.guard.timed_out += 1
+        self.drop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_started`` its port once it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[int], object] | None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind and listen as uvicorn does, then report the bound port (useful with port 0)."""
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            listening = self.servers[0].sockets
+            self._on_started(listening[0].getsockname()[1] if listening else self.config.port)
+
+
+async def serve_http(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    limits: HttpLimits | None = None,
+    *,
+    on_started: Callable[[int], object] | None = None,
+) -> None:
+    """Serve ``app`` on ``host:port`` with uvicorn, as ``piapi-mcp`` does, until SIGINT/SIGTERM or cancelled.
+
+    Request headers must be complete within ``limits.header_timeout`` seconds, and at most
+    :func:`connection_cap` connections are open: at the cap a new connection sheds the oldest one
+    still waiting for its headers, or, when every connection is busy answering, is itself answered
+    ``503`` and closed. A client that leaves the answer unread for ``limits.header_timeout`` seconds
+    is dropped. ``on_started`` gets the bound port once the socket listens. The app's
+    lifespan runs (Streamable HTTP's session manager lives there). WebSocket upgrades are not
+    served: MCP does not use them, and the guard only follows HTTP connections.
+    """
+    limits = limits or HttpLimits()
+    cap = connection_cap(limits.max_connections)
+    if cap < limits.max_connections:
+        logger.warning(
+            "HTTP connection cap lowered from %d to %d, half the open-file limit (raise it with ulimit -n)",
+            limits.max_connections,
+            cap,
+        )
+    logger.info(
+        "HTTP limits: request headers within %g s, at most %d open connections (%s, %s)",
+        limits.header_timeout,
+        cap,
+        HEADER_TIMEOUT_ENV,
+        MAX_CONNECTIONS_ENV,
+    )
+    guard = _ConnectionGuard(limits.header_timeout, cap)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", http=guard.protocol_class(), ws="none"
+    )
+    server = _Server(config, on_started)
+    try:
+        await server.serve()
+    except anyio.get_cancelled_exc_class():
+        # Cancelled inside uvicorn's main loop: close the listener and connections and run the app's
+        # shutdown here, or they would outlive the caller.
+        if server.started:
+            with anyio.move_on_after(_SHUTDOWN_GRACE, shield=True):
+                await server.shutdown()
+        raise
 
 
 def _has_port(authority: str) -> bool:
