@@ -38,6 +38,8 @@ UNKNOWN_STATUS: Final = "unknown"
 #: An output URL piapi-mcp will use: http(s), printable, of sane length.
 _OUTPUT_URL: Final = re.compile(r"https?://[!-~]{1,2040}", re.IGNORECASE)
 MAX_ERROR_MESSAGE: Final = 300
+#: Output URLs kept from one answer (far above any real task's; the saver handles fewer still).
+MAX_LISTED_OUTPUTS: Final = 100
 
 # Go's zero time: PiAPI's way of saying "not yet".
 _ZERO_TIME_PREFIX: Final = "0001-01-01"
@@ -205,7 +207,8 @@ def _image_urls(output: object) -> list[str]:
             url = item.strip() if isinstance(item, str) else ""
             if _OUTPUT_URL.fullmatch(url) and url not in found:
                 found.append(url)
-    return found
+    # An upstream's ten thousand URLs must not become ten thousand lines of every result.
+    return found[:MAX_LISTED_OUTPUTS]
 
 
 def _task_error(raw: object, status: str) -> TaskError | None:

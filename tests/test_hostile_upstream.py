@@ -367,3 +367,17 @@ async def test_progress_keeps_flowing_while_a_poll_hangs_for_its_whole_time_out(
     values = [value for value, _ in rig.progress]
     gaps = [later - earlier for earlier, later in itertools.pairwise(values)]
     assert values[-1] >= 60 and max(gaps) <= 5.0, gaps
+
+
+async def test_an_answer_with_thousands_of_output_urls_lists_a_bounded_number(rig: Rig) -> None:
+    """Ten thousand URLs from the upstream do not become ten thousand lines of the result."""
+    urls = [f"https://cdn.example/{n}.png" for n in range(10_000)]
+    rig.tamper(when_done(lambda data: {**data, "output": {"image_urls": urls}}))
+    created = await rig.call("kontext_edit", {**EDIT, "wait_seconds": 0})
+    rig.clock.advance(60)
+
+    result = await rig.call("get_task", {"task_id": (created.structured_content or {})["task_id"]})
+
+    listed = (result.structured_content or {})["images"]
+    assert 0 < len(listed) <= 100 and listed[0]["url"] == urls[0]
+    assert len(result.model_dump_json()) < 100_000
