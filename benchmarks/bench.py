@@ -193,7 +193,7 @@ async def _simulator_main(port: int) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from piapi_mcp.cli import serve_app_on_loopback
+    from piapi_mcp.loopback import serve_app_on_loopback
     from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
     simulator = PiAPISimulator(controls=SimulatorControls(queue_seconds=0.0))

@@ -16,7 +16,7 @@ from typing import Any, Final
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ImageContent, TextContent
 
-from piapi_mcp.cli import Config
+from piapi_mcp.config import Config
 
 _PASSED_ENV = (
     "PIAPI_API_KEY",

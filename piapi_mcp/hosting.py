@@ -38,13 +38,10 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from piapi_mcp.cli import ConfigError
+from piapi_mcp.config import AUTH_TOKEN_ENV, ConfigError
 
 HttpTransport = Literal["sse", "streamable-http"]
 
-AUTH_TOKEN_ENV: Final = "PIAPI_MCP_AUTH_TOKEN"
-ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
-ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
 HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
 MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
 
@@ -164,11 +161,6 @@ def check_bind(host: str, token: str | None, insecure_no_auth: bool) -> None:
         f"port could spend your PiAPI credits): set {AUTH_TOKEN_ENV} to a long random secret, or pass "
         "--insecure-no-auth if something in front of this server already authenticates callers."
     )
-
-
-def split_names(raw: str | None) -> tuple[str, ...]:
-    """The entries of a comma-separated setting, trimmed, empties dropped."""
-    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
 
 
 def host_patterns(names: Iterable[str]) -> list[str]:

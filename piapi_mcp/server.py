@@ -36,6 +36,7 @@ from mcp.types import (
 from pydantic import BaseModel, Field, ValidationError
 
 from piapi_mcp.client import PiAPIClient
+from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
 from piapi_mcp.errors import (
     AuthenticationError,
     BadRequestError,
@@ -85,9 +86,6 @@ from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, 
 logger = logging.getLogger("piapi_mcp")
 T = typing.TypeVar("T")
 
-DEFAULT_WAIT_SECONDS: Final = 45.0
-DEFAULT_DEDUP_SECONDS: Final = 120.0
-MAX_WAIT_SECONDS: Final = 900.0
 SERVER_NAME: Final = "piapi-mcp"
 #: Downloads of a call's outputs get at least this long, even when the task finished at the very end
 #: of the call's budget; what is not saved by then is listed with its URL and saved on a later get_task.

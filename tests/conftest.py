@@ -20,8 +20,8 @@ from piapi_mcp import (
     SimulatorControls,
     create_server,
 )
-from piapi_mcp.cli import serve_app_on_loopback
 from piapi_mcp.hosting import HttpTransport, build_http_app
+from piapi_mcp.loopback import serve_app_on_loopback
 
 API_KEY = "test-key-0123456789abcdef"
 SIM_BASE_URL = "http://piapi.test"

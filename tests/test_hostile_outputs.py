@@ -24,7 +24,8 @@ from mcp.types import ImageContent, ResourceLink
 from PIL import Image
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import Config, build_parser
+from piapi_mcp.cli import build_parser
+from piapi_mcp.config import Config
 from piapi_mcp.media import MAX_OUTPUTS_PER_TASK, OutputSaver
 from piapi_mcp.simulator import HostedFile
 from tests.conftest import SIM_BASE_URL, TEST_HOSTS, make_server, resolver_for

@@ -30,7 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import ConfigError
+from piapi_mcp.config import ConfigError
 from piapi_mcp.hosting import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,

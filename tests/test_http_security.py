@@ -22,7 +22,8 @@ from mcp.shared.exceptions import MCPError
 from starlette.types import Message, Receive, Scope, Send
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import Config, ConfigError, build_parser
+from piapi_mcp.cli import build_parser
+from piapi_mcp.config import Config, ConfigError
 from piapi_mcp.hosting import (
     BearerTokenMiddleware,
     HttpTransport,

@@ -18,7 +18,7 @@ from mcp.types import BlobResourceContents, ImageContent, ResourceLink, Root
 from PIL import Image
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import serve_app_on_loopback
+from piapi_mcp.loopback import serve_app_on_loopback
 from piapi_mcp.media import OutputSaver
 from tests.conftest import API_KEY, make_server
 from tests.test_kontext_edit import text_of

@@ -30,8 +30,8 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
 from piapi_mcp import ManualClock, PiAPISimulator, SimulatorControls
-from piapi_mcp.cli import serve_app_on_loopback
 from piapi_mcp.ledger import TaskLedger, request_fingerprint
+from piapi_mcp.loopback import serve_app_on_loopback
 from piapi_mcp.server import UNKNOWN_TASK_PREFIX
 from piapi_mcp.simulator import SimulatedTask
 from tests.conftest import API_KEY, SIM_BASE_URL, make_server

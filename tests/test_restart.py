@@ -27,7 +27,7 @@ from mcp.shared.message import SessionMessage
 from mcp.types import CallToolResult, TextContent, jsonrpc_message_adapter
 
 from piapi_mcp import ManualClock, PiAPISimulator, SimulatorControls
-from piapi_mcp.cli import serve_app_on_loopback
+from piapi_mcp.loopback import serve_app_on_loopback
 
 pytestmark = [
     pytest.mark.anyio,

@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.cli import serve_app_on_loopback
+from piapi_mcp.loopback import serve_app_on_loopback
 from tests.conftest import API_KEY, hosted
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,160 @@
+"""Settings: what the environment and the command line say, checked once, in one place.
+
+Everything that reads ``PIAPI_*`` variables lives here, so the CLI, the server and HTTP hosting
+share one definition of each setting and none imports another to learn a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from piapi_mcp.client import DEFAULT_BASE_URL, DEFAULT_HTTP_TIMEOUT, DEFAULT_UPLOAD_URL
+from piapi_mcp.media import parse_allowed_dirs
+
+#: Default for a call's ``wait_seconds``: below the ~60 s at which hosts cut a tool call.
+DEFAULT_WAIT_SECONDS: Final = 45.0
+#: An identical create within this many seconds returns the task already created.
+DEFAULT_DEDUP_SECONDS: Final = 120.0
+MAX_WAIT_SECONDS: Final = 900.0
+DEFAULT_SANDBOX_DURATION: Final = 8.0
+
+AUTH_TOKEN_ENV: Final = "PIAPI_MCP_AUTH_TOKEN"
+ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
+ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
+
+
+class ConfigError(Exception):
+    """A setting has a value we cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings read from the environment, then overridden by flags."""
+
+    api_key: str | None
+    base_url: str
+    wait_seconds: float
+    http_timeout: float
+    sandbox: bool
+    sandbox_duration: float
+    state_dir: Path
+    dedup_seconds: float
+    #: HTTP transports only: every request must carry ``Authorization: Bearer <auth_token>``.
+    auth_token: str | None = None
+    #: HTTP transports only: allow a non-loopback bind address without a token.
+    insecure_no_auth: bool = False
+    #: Extra Host-header names (and Origins) the HTTP transports accept, besides loopback.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    #: Folders local images may be read from (``PIAPI_ALLOWED_DIRS``), besides a stdio client's roots.
+    allowed_dirs: tuple[Path, ...] = ()
+    upload_url: str = DEFAULT_UPLOAD_URL
+    #: Where finished outputs are saved; ``None`` when ``PIAPI_SAVE_OUTPUTS=0``.
+    output_dir: Path | None = None
+    preview: bool = True
+    #: ``PIAPI_ALLOW_PRIVATE_OUTPUTS=1``: output downloads may reach private and link-local addresses.
+    allow_private_outputs: bool = False
+
+    @classmethod
+    def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
+        """Read ``PIAPI_*`` variables and apply command-line flags over them.
+
+        Raises:
+            ConfigError: a number that is not a number, or out of range.
+        """
+
+        def number(name: str, flag: float | None, default: float, low: float, high: float) -> float:
+            if flag is not None:
+                value = flag
+            else:
+                raw = env.get(name, "").strip()
+                if not raw:
+                    return default
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise ConfigError(f"{name}={raw!r} is not a number of seconds.") from None
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
+            return value
+
+        def switch(name: str, default: bool = True) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name}={raw!r} should be 1 or 0.")
+
+        def names(name: str, flag: list[str] | None) -> tuple[str, ...]:
+            # Flags replace the variable, like every other setting.
+            return split_names(",".join(flag)) if flag else split_names(env.get(name))
+
+        flag_token = getattr(args, "auth_token", None)
+        token = (flag_token if flag_token is not None else env.get(AUTH_TOKEN_ENV, "")).strip()
+
+        return cls(
+            api_key=(env.get("PIAPI_API_KEY") or "").strip() or None,
+            base_url=(
+                getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL
+            ).strip(),
+            wait_seconds=number(
+                "PIAPI_WAIT_SECONDS",
+                getattr(args, "wait_seconds", None),
+                DEFAULT_WAIT_SECONDS,
+                0,
+                MAX_WAIT_SECONDS,
+            ),
+            http_timeout=number(
+                "PIAPI_HTTP_TIMEOUT", getattr(args, "http_timeout", None), DEFAULT_HTTP_TIMEOUT, 1, 600
+            ),
+            sandbox=bool(getattr(args, "sandbox", False)),
+            sandbox_duration=number("PIAPI_SANDBOX_DURATION", None, DEFAULT_SANDBOX_DURATION, 0, 600),
+            state_dir=default_state_dir(env),
+            dedup_seconds=number("PIAPI_DEDUP_SECONDS", None, DEFAULT_DEDUP_SECONDS, 0, 86_400),
+            auth_token=token or None,
+            insecure_no_auth=bool(getattr(args, "insecure_no_auth", False)),
+            allowed_hosts=names(ALLOWED_HOSTS_ENV, getattr(args, "allowed_host", None)),
+            allowed_origins=names(ALLOWED_ORIGINS_ENV, getattr(args, "allowed_origin", None)),
+            allowed_dirs=tuple(parse_allowed_dirs(env.get("PIAPI_ALLOWED_DIRS", ""))),
+            upload_url=(env.get("PIAPI_UPLOAD_URL") or DEFAULT_UPLOAD_URL).strip(),
+            output_dir=(
+                Path(env["PIAPI_OUTPUT_DIR"]).expanduser()
+                if env.get("PIAPI_OUTPUT_DIR", "").strip()
+                else default_output_dir()
+            )
+            if switch("PIAPI_SAVE_OUTPUTS")
+            else None,
+            preview=switch("PIAPI_PREVIEW"),
+            allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
+        )
+
+
+def default_output_dir() -> Path:
+    """Where outputs are saved by default: ``~/Pictures/piapi-mcp``."""
+    return Path.home() / "Pictures" / "piapi-mcp"
+
+
+def default_state_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """Where the server keeps what it learns between runs: ``PIAPI_STATE_DIR``, else a per-user folder."""
+    if explicit := env.get("PIAPI_STATE_DIR", "").strip():
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "piapi-mcp"
+
+
+def split_names(raw: str | None) -> tuple[str, ...]:
+    """The entries of a comma-separated setting, trimmed, empties dropped."""
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
