@@ -1,5 +1,6 @@
 """piapi-mcp: PiAPI's generation API (Flux Kontext first) as MCP tools that never lose a paid task."""
 
+from piapi_mcp.catalog.flux import KontextInput
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.errors import (
     APIConnectionError,
@@ -14,7 +15,7 @@ from piapi_mcp.errors import (
     RateLimitError,
     UpstreamServerError,
 )
-from piapi_mcp.models import KontextInput, Task, TaskResult
+from piapi_mcp.models import Task, TaskResult
 from piapi_mcp.server import ServerSettings, create_server
 from piapi_mcp.simulator import Fault, PiAPISimulator, SimulatorControls
 from piapi_mcp.timing import Clock, ManualClock, SystemClock

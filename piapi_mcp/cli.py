@@ -249,11 +249,17 @@ def _log_http_security(config: Config, host: str) -> None:
     )
 
 
-def _sandbox_priors(config: Config) -> dict[tuple[str | None, str | None], float]:
-    from piapi_mcp.models import KONTEXT_MODEL, KONTEXT_TASK_TYPE
+def _sandbox_queue_seconds(config: Config) -> float:
+    """Seconds a sandbox task stays pending before it runs for ``sandbox_duration``."""
+    return min(1.0, config.sandbox_duration)
 
-    queue = min(1.0, config.sandbox_duration)
-    return {(KONTEXT_MODEL, KONTEXT_TASK_TYPE): queue + config.sandbox_duration}
+
+def _sandbox_priors(config: Config) -> dict[tuple[str | None, str | None], float]:
+    """The sandbox's task length replaces every catalog entry's typical duration."""
+    from piapi_mcp.catalog import CATALOG
+
+    total = _sandbox_queue_seconds(config) + config.sandbox_duration
+    return {spec.key: total for spec in CATALOG.all()}
 
 
 @asynccontextmanager
@@ -275,11 +281,9 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
             return
         from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
 
-        priors = _sandbox_priors(config)
-        (total,) = priors.values()
         simulator = PiAPISimulator(
             controls=SimulatorControls(
-                duration=config.sandbox_duration, queue_seconds=total - config.sandbox_duration
+                duration=config.sandbox_duration, queue_seconds=_sandbox_queue_seconds(config)
             )
         )
         async with serve_app_on_loopback(simulator.app) as base_url:

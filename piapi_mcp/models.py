@@ -1,7 +1,8 @@
-"""PiAPI's objects as pydantic models: the Kontext input, the normalised task, the tool result.
+"""PiAPI's objects as pydantic models: the normalised task and the tool result.
 
-``KontextInput`` is the single source of truth for the ``kontext_edit`` tool: the PiAPI request's
-``input`` is dumped from it and the tool's ``inputSchema`` is generated from it.
+Each task's input model lives with its catalog entry (``piapi_mcp.catalog``); this module holds
+what every task shares: statuses, :class:`Task` parsed from PiAPI's answers (whose every field is
+the upstream's word, checked before use), and :class:`TaskResult`, what the tools return.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from piapi_mcp.errors import InvalidResponseError, shown
-
-KONTEXT_MODEL: Final = "Qubico/flux1-dev-advanced"
-KONTEXT_TASK_TYPE: Final = "kontext"
 
 #: Statuses after which a task never changes again.
 COMPLETED: Final = "completed"
@@ -43,59 +41,6 @@ MAX_LISTED_OUTPUTS: Final = 100
 
 # Go's zero time: PiAPI's way of saying "not yet".
 _ZERO_TIME_PREFIX: Final = "0001-01-01"
-
-
-class KontextInput(BaseModel):
-    """The ``input`` of a PiAPI Flux Kontext task (model ``Qubico/flux1-dev-advanced``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(
-        min_length=1,
-        max_length=4000,
-        pattern=r"\S",
-        description=(
-            "What to change in the image, in plain words, e.g. 'make the sky purple' or "
-            "'replace the word Piapi with Pineapple'. Describe the edit, not the whole picture."
-        ),
-    )
-    image: str = Field(
-        min_length=1,
-        max_length=14_500_000,
-        pattern=r"\S",
-        description=(
-            "The picture to edit (PNG, JPEG or WebP, at most 10 MB): a public http(s) URL; a local file "
-            "path (absolute, ~ or file://) inside the allowed folders, which is uploaded to PiAPI for 24 h; "
-            "a data: URI (base64); or piapi://tasks/{task_id} (or #2 for its second image) to edit an "
-            "earlier result."
-        ),
-    )
-    width: int = Field(
-        default=1024,
-        ge=128,
-        le=2048,
-        description="Width of the output image in pixels (128 to 2048; default 1024).",
-    )
-    height: int = Field(
-        default=1024,
-        ge=128,
-        le=2048,
-        description="Height of the output image in pixels (128 to 2048; default 1024).",
-    )
-    steps: int = Field(
-        default=28,
-        ge=1,
-        le=40,
-        description=(
-            "Number of diffusion steps, 1 to 40 (PiAPI's maximum); more is slower and finer. Default 28."
-        ),
-    )
-    seed: int = Field(
-        default=-1,
-        ge=-1,
-        le=2**31 - 1,
-        description="Random seed for reproducible results; -1 (the default) picks a random one.",
-    )
 
 
 def normalize_status(raw: object) -> str:

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from piapi_mcp.models import KONTEXT_MODEL, KONTEXT_TASK_TYPE
+from piapi_mcp.catalog import CATALOG
 from piapi_mcp.timing import Clock, SystemClock
 
 #: PiAPI's credit units for one Kontext edit (derived from PiAPI's examples: 200,000 = US$0.02).
@@ -519,8 +519,9 @@ class PiAPISimulator:
 def _validate_create(body: Any) -> str | None:
     if not isinstance(body, dict):
         return "body must be a JSON object"
-    if (body.get("model"), body.get("task_type")) != (KONTEXT_MODEL, KONTEXT_TASK_TYPE):
-        return f"unsupported model/task_type {body.get('model')!r}/{body.get('task_type')!r}"
+    model, task_type = body.get("model"), body.get("task_type")
+    if not isinstance(model, str) or not isinstance(task_type, str) or CATALOG.find(model, task_type) is None:
+        return f"unsupported model/task_type {model!r}/{task_type!r}"
     task_input = body.get("input")
     if not isinstance(task_input, dict):
         return "input is required"

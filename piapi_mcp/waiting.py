@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import anyio
 
+from piapi_mcp.catalog import CATALOG
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.errors import (
     APIConnectionError,
@@ -28,7 +29,7 @@ from piapi_mcp.errors import (
     RateLimitError,
     UpstreamServerError,
 )
-from piapi_mcp.models import COMPLETED, KONTEXT_MODEL, KONTEXT_TASK_TYPE, Task
+from piapi_mcp.models import COMPLETED, Task
 from piapi_mcp.timing import Clock
 
 #: First pause after creation, growth factor and ceiling of the backoff between polls.
@@ -49,10 +50,9 @@ _SLACK: Final = 1e-6
 #: A learned duration at or above this (a day) is nonsense in the durations file, and ignored.
 _MAX_LEARNED_SECONDS: Final = 86_400.0
 
-#: Typical durations before any task of the kind has been seen: PiAPI's documented Kontext example
-#: ran 32.7 s from creation to end.
+#: Typical durations before any task of the kind has been seen: each catalog entry's own.
 DURATION_PRIORS: Final[dict[tuple[str | None, str | None], float]] = {
-    (KONTEXT_MODEL, KONTEXT_TASK_TYPE): 32.7
+    spec.key: spec.typical_seconds for spec in CATALOG.all()
 }
 
 TRANSIENT_ERRORS: Final = (APIConnectionError, RateLimitError, UpstreamServerError, InvalidResponseError)

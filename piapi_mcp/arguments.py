@@ -1,0 +1,112 @@
+"""Tool arguments: a pydantic model's fields as a tool's top-level arguments, and refusals in words.
+
+The SDK builds a tool's ``inputSchema`` from its function signature; :func:`model_arguments`
+gives that signature the fields of the model that builds the PiAPI request, so the schema is the
+model's own. Validation failures and unknown arguments become one sentence naming the field.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ValidationError
+
+from piapi_mcp.errors import shown
+from piapi_mcp.models import TASK_ID_PATTERN
+
+_PATTERN_MEANINGS: Final = {
+    r"\S": "must not be blank",
+    TASK_ID_PATTERN: "must be a PiAPI task id (letters, digits, '-', '_' or '.')",
+}
+
+
+def describe_invalid_arguments(tool: str, error: ValidationError) -> str:
+    """One sentence naming each bad argument of ``tool`` and what it must be."""
+    problems = [_describe_problem(tool, err) for err in error.errors()]
+    return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
+
+
+def describe_unknown_arguments(tool: str, unknown: Sequence[str], known: Sequence[str]) -> str:
+    """One sentence refusing arguments ``tool`` does not have, naming the ones it has."""
+    names = ", ".join(shown(name, 40) for name in unknown[:8])
+    more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+    plural = "is not an argument" if len(unknown) == 1 else "are not arguments"
+    return (
+        f"{names}{more} {plural} of {tool}, so nothing was sent; its arguments are "
+        f"{', '.join(known) or 'none'}. Call {tool} again without {'it' if len(unknown) == 1 else 'them'}."
+    )
+
+
+def _describe_problem(tool: str, err: Any) -> str:
+    name = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    got = shown(err.get("input"), 60)
+    if kind == "missing":
+        return f"`{name}` is required"
+    if kind == "string_too_short":
+        return f"`{name}` must not be empty"
+    if kind == "string_too_long":
+        return f"`{name}` must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        meaning = _PATTERN_MEANINGS.get(ctx.get("pattern", ""), "is not in an accepted form")
+        return f"`{name}` {meaning} (got {got})"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"`{name}` must be at least {ctx.get('ge', ctx.get('gt'))} (got {got})"
+    if kind in ("less_than_equal", "less_than"):
+        return f"`{name}` must be at most {ctx.get('le', ctx.get('lt'))} (got {got})"
+    if kind.startswith("int_"):
+        return f"`{name}` must be a whole number (got {got})"
+    if kind.startswith("float_"):
+        return f"`{name}` must be a number (got {got})"
+    if kind.startswith("string_"):
+        return f"`{name}` must be a string (got {got})"
+    if kind == "extra_forbidden":
+        return f"`{name}` is not an argument of {tool}"
+    return f"`{name}`: {err.get('msg', 'invalid value')}"
+
+
+def model_arguments(
+    model: type[BaseModel],
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Expose ``model``'s fields as the tool's top-level arguments.
+
+    The decorated function takes the validated model as its first parameter; its other
+    parameters (controls such as ``wait_seconds``, and the MCP ``Context``) stay as they are.
+    The SDK builds the tool's ``inputSchema`` from the resulting signature, so the schema is the
+    model's, constraints and descriptions included, with nothing copied by hand.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = list(inspect.signature(fn).parameters.values())[1:]
+        fields = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[info.annotation, info],
+                default=inspect.Parameter.empty if info.is_required() else info.default,
+            )
+            for name, info in model.model_fields.items()
+        ]
+        controls = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in own]
+        control_names = {p.name for p in controls}
+
+        async def wrapper(**kwargs: Any) -> Any:
+            extra = {name: kwargs.pop(name) for name in list(kwargs) if name in control_names}
+            return await fn(model.model_validate(kwargs), **extra)
+
+        signature = inspect.Signature(fields + controls, return_annotation=hints["return"])
+        wrapper.__name__ = fn.__name__
+        wrapper.__qualname__ = fn.__qualname__
+        wrapper.__doc__ = fn.__doc__
+        wrapper.__signature__ = signature  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {
+            "return": signature.return_annotation
+        }
+        return wrapper
+
+    return decorate

@@ -1,0 +1,101 @@
+"""What a PiAPI (model, task_type) pair is, as data: one :class:`TaskSpec` per pair.
+
+A spec names the pydantic model of the task's ``input`` (the single source of truth for the
+request PiAPI gets and for the schema a tool publishes), the kind of output it makes, how long it
+usually takes, the words results use for it, and, for the few pairs agents ask for most, the
+curated tool that exposes it. Media inputs are declared on the input model by type
+(:data:`ImageInput`, :data:`VideoInput`, :data:`AudioInput`), so every media field of every family
+is resolved the same way (URL, local file, ``data:`` URI, earlier output) with no per-family code.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel
+
+#: What a task makes. ``model3d`` is a GLB/OBJ file; ``text`` a caption, description or lyrics.
+OutputKind = Literal["image", "video", "audio", "model3d", "text", "file"]
+MediaKind = Literal["image", "video", "audio"]
+#: ``discontinued``/``stopped``: listed, but refused in one sentence before anything is sent.
+Status = Literal["active", "discontinued", "stopped"]
+
+
+@dataclass(frozen=True)
+class MediaField:
+    """Marks an input field whose value is media: resolved into a URL PiAPI can fetch before the create."""
+
+    kind: MediaKind
+
+
+ImageInput = Annotated[str, MediaField("image")]
+VideoInput = Annotated[str, MediaField("video")]
+AudioInput = Annotated[str, MediaField("audio")]
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A curated tool over one spec: its name, title and the description the model reads."""
+
+    name: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One PiAPI (model, task_type) pair, described once."""
+
+    model: str
+    task_type: str
+    #: The ``input`` PiAPI gets, validated; its JSON schema is what tools and ``piapi://models`` publish.
+    input: type[BaseModel]
+    #: One line for ``piapi://models``: what the task does.
+    summary: str
+    output: OutputKind
+    #: Seconds from create to end, typically: the first ETA and poll schedule (the sandbox overrides it).
+    typical_seconds: float
+    #: A valid input, for ``piapi://models/{model}/{task_type}`` and the catalog tests.
+    example: Mapping[str, Any]
+    #: What results call one request of this kind ("The same edit was requested 12 s ago…").
+    noun: str = "task"
+    status: Status = "active"
+    tool: ToolInfo | None = None
+    #: Inputs PiAPI requires that agents would not know, added unless the caller gave them.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(model, task_type)``."""
+        return (self.model, self.task_type)
+
+    def media_fields(self) -> dict[str, MediaField]:
+        """The input fields that take media (a single value or a list of them), by name."""
+        found: dict[str, MediaField] = {}
+        for name, info in self.input.model_fields.items():
+            marker = _media_marker(info.annotation, info.metadata)
+            if marker is not None:
+                found[name] = marker
+        return found
+
+    def request_input(self, validated: BaseModel) -> dict[str, Any]:
+        """The ``input`` to send for a validated request: its fields, then the spec's defaults under them."""
+        return {**self.defaults, **validated.model_dump(mode="json", exclude_none=True)}
+
+
+def _media_marker(annotation: Any, metadata: list[Any]) -> MediaField | None:
+    for item in metadata:
+        if isinstance(item, MediaField):
+            return item
+    if typing.get_origin(annotation) is Annotated:
+        return _media_marker(typing.get_args(annotation)[0], list(annotation.__metadata__))
+    for arg in typing.get_args(annotation):  # list[ImageInput], ImageInput | None
+        if (marker := _media_marker(arg, [])) is not None:
+            return marker
+    return None
+
+
+Parser = Callable[[Mapping[str, Any]], list[Any]]
