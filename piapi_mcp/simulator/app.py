@@ -27,27 +27,34 @@ Faults come in three kinds:
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import json
 import random
-import textwrap
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from piapi_mcp.catalog import CATALOG
+from piapi_mcp.simulator.faults import (
+    RANDOM_FAULT_KINDS,
+    REFUSING_KINDS,
+    Fault,
+    RandomFaultKind,
+    Route_,
+    error_response,
+    fault_response,
+    random_fault_response,
+)
+from piapi_mcp.simulator.render import render_image
 from piapi_mcp.timing import Clock, SystemClock
 
 #: PiAPI's credit units for one Kontext edit (derived from PiAPI's examples: 200,000 = US$0.02).
@@ -57,28 +64,6 @@ FAIL_MARKER = "[fail]"
 UPLOAD_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "mp4", "wav", "mp3"})
 UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-_MAX_RENDER_SIDE = 1024
-
-Route_ = Literal["create", "get", "cancel", "upload", "history", "any"]
-#: ``reset`` starts the answer, then drops the connection (over HTTP the client sees a broken
-#: answer; in process, :class:`FaultyTransport` turns it into ``httpx2.RemoteProtocolError``).
-FaultBody = Literal["envelope", "html", "truncated", "empty", "reset"]
-#: Faults ``fault_rate`` draws from: HTTP statuses, a 200 that is not JSON, a dropped connection.
-RandomFaultKind = Literal["429", "500", "502", "503", "non_json", "reset"]
-RANDOM_FAULT_KINDS: Final[tuple[RandomFaultKind, ...]] = ("429", "500", "502", "503", "non_json", "reset")
-#: Random faults that mean PiAPI refused the request: a create meeting one creates nothing.
-_REFUSING_KINDS: Final = frozenset({"429", "500", "503"})
-
-
-@dataclass
-class Fault:
-    """One scripted misbehaviour, served ``times`` times to requests on ``route``."""
-
-    route: Route_ = "any"
-    status: int = 500
-    body: FaultBody = "envelope"
-    retry_after: str | None = None
-    times: int = 1
 
 
 @dataclass
@@ -282,11 +267,11 @@ class PiAPISimulator:
                 fault.times -= 1
                 if fault.times == 0:
                     self.controls.faults.remove(fault)
-                return _fault_response(fault)
+                return fault_response(fault)
         key = request.headers.get("x-api-key", "")
         allowed = self.controls.api_keys
         if not key or (allowed is not None and key not in allowed):
-            return _error(401, "Unauthorized: invalid api key")
+            return error_response(401, "Unauthorized: invalid api key")
         return None
 
     def _random_fault(self) -> RandomFaultKind | None:
@@ -299,21 +284,21 @@ class PiAPISimulator:
 
     def _serve_random_fault(self, kind: RandomFaultKind) -> Response:
         self.random_faults[kind] += 1
-        return _random_fault_response(kind)
+        return random_fault_response(kind)
 
     async def _create(self, request: Request) -> Response:
         if (refused := self._check(request, "create")) is not None:
             return refused
         fault = self._random_fault()
-        if fault is not None and fault in _REFUSING_KINDS:
+        if fault is not None and fault in REFUSING_KINDS:
             return self._serve_random_fault(fault)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "invalid request: body is not JSON")
+            return error_response(400, "invalid request: body is not JSON")
         problem = _validate_create(body)
         if problem:
-            return _error(400, f"invalid request: {problem}")
+            return error_response(400, f"invalid request: {problem}")
         task_input = {"width": 1024, "height": 1024, "steps": 28, "seed": -1, **body["input"]}
         task = SimulatedTask(
             task_id=str(uuid.uuid4()),
@@ -344,7 +329,7 @@ class PiAPISimulator:
         if (refused := self._check(request, "history")) is not None:
             return refused
         if not self.controls.history_enabled:
-            return _error(404, "not found")
+            return error_response(404, "not found")
         query = request.query_params
         try:
             page = int(query.get("page", "1"))
@@ -352,9 +337,9 @@ class PiAPISimulator:
             start = float(query.get("start_time", "0"))
             end = float(query.get("end_time", "1e12"))
         except ValueError:
-            return _error(400, "Invalid request parameters")
+            return error_response(400, "Invalid request parameters")
         if page < 1 or not 1 <= page_size <= 100:
-            return _error(400, "page_size must be between 1 and 100")
+            return error_response(400, "page_size must be between 1 and 100")
         family = query.get("model", "").lower()
         found = sorted(
             (
@@ -379,7 +364,7 @@ class PiAPISimulator:
         if (fault := self._random_fault()) is not None:
             return self._serve_random_fault(fault)
         task = self.tasks.get(request.path_params["task_id"])
-        return _error(404, "task not found") if task is None else task
+        return error_response(404, "task not found") if task is None else task
 
     async def _get(self, request: Request) -> Response:
         task = self._find(request, "get")
@@ -403,7 +388,7 @@ class PiAPISimulator:
         if isinstance(task, Response):
             return task
         if self.status_of(task) != "pending":
-            return _error(400, "task is not pending, can not be canceled")
+            return error_response(400, "task is not pending, can not be canceled")
         task.cancelled_at = self.clock.monotonic()
         return JSONResponse({"code": self.controls.envelope_code, "message": f"task {task.task_id} canceled"})
 
@@ -432,7 +417,7 @@ class PiAPISimulator:
         if (refused := self._check(request, "upload")) is not None:
             return refused
         if not self.controls.uploads_allowed:
-            return _error(403, "Insufficient plan level")
+            return error_response(403, "Insufficient plan level")
         try:
             body = await request.json()
             name = str(body["file_name"]).strip()
@@ -441,7 +426,7 @@ class PiAPISimulator:
                 encoded = encoded.split(",", 1)[1]
             data = base64.b64decode(encoded, validate=True)
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, ValueError):
-            return _error(400, "Invalid request parameters")
+            return error_response(400, "Invalid request parameters")
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if (
             not name
@@ -451,7 +436,7 @@ class PiAPISimulator:
             or not data
             or len(data) > UPLOAD_LIMIT_BYTES
         ):
-            return _error(400, "Invalid request parameters")
+            return error_response(400, "Invalid request parameters")
         url = f"{_base(request)}/_uploads/{uuid.uuid4().hex}/{name}"
         self.uploads[url] = data
         return self._envelope({"url": url})
@@ -538,73 +523,6 @@ def _validate_create(body: Any) -> str | None:
     return None
 
 
-def _fault_response(fault: Fault) -> Response:
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-    if fault.body == "reset":
-        return _ResetResponse(fault.status)
-    if fault.body == "html":
-        return Response(
-            "<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>",
-            status_code=fault.status,
-            media_type="text/html",
-            headers=headers,
-        )
-    if fault.body == "truncated":
-        return Response(
-            '{"code": 200, "data": {"task_id": "',
-            status_code=fault.status,
-            media_type="application/json",
-            headers=headers,
-        )
-    if fault.body == "empty":
-        return Response(b"", status_code=fault.status, headers=headers)
-    messages = {429: "rate limit exceeded", 401: "Unauthorized: invalid api key"}
-    return _error(fault.status, messages.get(fault.status, "internal error"), headers=headers)
-
-
-def _random_fault_response(kind: RandomFaultKind) -> Response:
-    if kind == "reset":
-        return _ResetResponse(200)
-    if kind == "non_json":
-        return _fault_response(Fault(status=200, body="html"))
-    if kind == "502":
-        return _fault_response(Fault(status=502, body="html"))
-    return _fault_response(Fault(status=int(kind)))
-
-
-class SimulatedConnectionReset(Exception):
-    """Raised by the simulator app to drop a connection in the middle of an answer."""
-
-
-class _ResetResponse(Response):
-    """Starts an answer, sends part of it, then drops the connection.
-
-    Under uvicorn the client sees the connection close before the body is complete (and uvicorn
-    logs the exception); under ``httpx2.ASGITransport`` the exception reaches the caller, which is
-    what :class:`FaultyTransport` turns into ``httpx2.RemoteProtocolError``.
-    """
-
-    def __init__(self, status_code: int) -> None:
-        super().__init__(status_code=status_code, media_type="application/json")
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"code": 200, "da', "more_body": True})
-        raise SimulatedConnectionReset("simulated connection reset in the middle of an answer")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"code": status, "data": None, "message": message}, status_code=status, headers=headers
-    )
-
-
 def _spell(status: str, style: str) -> str:
     if style == "upper":
         return status.upper()
@@ -620,144 +538,3 @@ def _rfc3339(moment: datetime) -> str:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
-
-
-# --- connection-level faults, in process ---------------------------------------------------------
-
-ConnectionFaultKind = Literal["refused", "reset", "timeout"]
-
-
-@dataclass
-class ConnectionFault:
-    """One scripted connection failure, served ``times`` times to requests on ``route``.
-
-    - ``refused``: the connection is never made (``httpx2.ConnectError``); PiAPI never sees the request.
-    - ``reset``: the request reaches PiAPI and is handled, then the connection drops before the
-      answer arrives (``httpx2.RemoteProtocolError``).
-    - ``timeout``: the request reaches PiAPI and is handled, but the answer comes later than the
-      request's read time-out (``httpx2.ReadTimeout``); with a clock, that time-out passes on it.
-    """
-
-    route: Route_ = "any"
-    kind: ConnectionFaultKind = "reset"
-    times: int = 1
-
-
-def route_of(method: str, path: str) -> Route_ | None:
-    """Which PiAPI call a request is (``None`` for anything but the task API)."""
-    if path.rstrip("/") == "/api/v1/task":
-        return "create" if method == "POST" else None
-    if path.rstrip("/") == "/api/open/tasks/histories":
-        return "history" if method == "GET" else None
-    if path.rstrip("/") == "/api/ephemeral_resource":
-        return "upload" if method == "POST" else None
-    if path.startswith("/api/v1/task/") and method == "GET":
-        return "get"
-    if path.startswith("/api/v1/task/") and method == "DELETE":
-        return "cancel"
-    return None
-
-
-class FaultyTransport(httpx2.AsyncBaseTransport):
-    """An ``httpx2`` transport that fails connections on cue, around another transport.
-
-    Wrap the transport to the simulator (``httpx2.ASGITransport(simulator.app)``) to give
-    in-process tests what an ASGI app cannot: refused connections, answers lost after PiAPI acted
-    on the request, and answers slower than the time-out. It also turns the simulator's own
-    mid-answer resets (``Fault(body="reset")``, random ``reset`` faults) into the
-    ``httpx2.RemoteProtocolError`` a real connection would raise.
-    """
-
-    def __init__(
-        self,
-        inner: httpx2.AsyncBaseTransport,
-        faults: list[ConnectionFault] | None = None,
-        *,
-        clock: Clock | None = None,
-    ) -> None:
-        self.inner = inner
-        #: Scripted faults, served first-come first-served; add to it between requests.
-        self.faults: list[ConnectionFault] = list(faults or [])
-        #: Faults served so far, as ``(route, kind)``.
-        self.served: list[tuple[Route_, ConnectionFaultKind]] = []
-        self._clock = clock
-
-    def _take(self, route: Route_ | None) -> ConnectionFault | None:
-        if route is None:
-            return None
-        for fault in self.faults:
-            if fault.times > 0 and fault.route in (route, "any"):
-                fault.times -= 1
-                if fault.times == 0:
-                    self.faults.remove(fault)
-                self.served.append((route, fault.kind))
-                return fault
-        return None
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send ``request`` through the inner transport, unless a fault is due for its route."""
-        fault = self._take(route_of(request.method, request.url.path))
-        if fault is not None and fault.kind == "refused":
-            raise httpx2.ConnectError("[Errno 111] Connection refused (simulated)", request=request)
-        try:
-            response = await self.inner.handle_async_request(request)
-            if fault is not None:
-                await response.aread()  # PiAPI has acted on the request; only its answer is lost
-                await response.aclose()
-        except SimulatedConnectionReset as err:
-            raise httpx2.RemoteProtocolError(
-                "peer closed connection without sending complete message body (simulated)", request=request
-            ) from err
-        if fault is None:
-            return response
-        if fault.kind == "reset":
-            raise httpx2.RemoteProtocolError(
-                "Server disconnected without sending a response (simulated)", request=request
-            )
-        timeouts = request.extensions.get("timeout")
-        read_timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
-        if self._clock is not None and isinstance(read_timeout, int | float):
-            await self._clock.sleep(read_timeout)
-        raise httpx2.ReadTimeout("The read operation timed out (simulated)", request=request)
-
-    async def aclose(self) -> None:
-        """Close the inner transport."""
-        await self.inner.aclose()
-
-
-def render_image(task_input: dict[str, Any], source: bytes | None = None) -> bytes:
-    """A PNG of the requested size (at most 1024 px a side) with the prompt drawn on it.
-
-    The picture is the input image when the simulator has its bytes (``source``), tinted by the
-    prompt so an edit visibly happened; otherwise a gradient.
-    """
-    from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
-
-    width = max(16, min(int(task_input.get("width", 1024)), _MAX_RENDER_SIDE))
-    height = max(16, min(int(task_input.get("height", 1024)), _MAX_RENDER_SIDE))
-    prompt = str(task_input.get("prompt", ""))
-    digest = hashlib.sha256(prompt.encode()).digest()
-    top, bottom = digest[:3], digest[3:6]
-    gradient = Image.linear_gradient("L").resize((width, height))
-    image = Image.composite(
-        Image.new("RGB", (width, height), tuple(bottom)),
-        Image.new("RGB", (width, height), tuple(top)),
-        gradient,
-    )
-    if source is not None:
-        try:
-            with Image.open(io.BytesIO(source)) as opened:
-                picture = opened.convert("RGB").resize((width, height))
-            image = Image.blend(picture, image, 0.35)
-        except (UnidentifiedImageError, OSError, ValueError):
-            pass
-    draw = ImageDraw.Draw(image)
-    size = max(12, width // 24)
-    font = ImageFont.load_default(size=size)
-    text = "\n".join(textwrap.wrap(f"PiAPI simulator: {prompt}", width=max(10, width // (size // 2 + 1))))
-    draw.multiline_text(
-        (size, size), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0)
-    )
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
