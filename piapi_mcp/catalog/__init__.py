@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from piapi_mcp.catalog import flux
+from piapi_mcp.catalog import flux, hailuo, joycaption, trellis, tts
 from piapi_mcp.catalog._spec import (
     AudioInput,
     ImageInput,
@@ -49,7 +49,7 @@ class Catalog:
         return next((spec for spec in self.tools() if spec.tool and spec.tool.name == name), None)
 
 
-CATALOG = Catalog([*flux.SPECS])
+CATALOG = Catalog([*flux.SPECS, *hailuo.SPECS, *tts.SPECS, *joycaption.SPECS, *trellis.SPECS])
 
 __all__ = [
     "CATALOG",

@@ -66,6 +66,9 @@ class TaskSpec:
     tool: ToolInfo | None = None
     #: Inputs PiAPI requires that agents would not know, added unless the caller gave them.
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: PiAPI's documented example ``output`` of a completed task of this pair (source noted where the
+    #: spec is declared): the shape the simulator answers with, its URLs replaced by files it serves.
+    output_example: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -91,6 +91,11 @@ KONTEXT = TaskSpec(
             "second task."
         ),
     ),
+    # The completed example of https://piapi.ai/docs/flux-api/kontext (page modified 2025-06-30).
+    output_example={
+        "image_base64": "",
+        "image_url": "https://img.theapi.app/temp/10f0a646-6155-4938-bf50-76934c953e9c.png",
+    },
 )
 
 SPECS = (KONTEXT,)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from piapi_mcp.simulator.app import (
     FAIL_MARKER,
-    KONTEXT_CONSUME,
     UPLOAD_EXTENSIONS,
     UPLOAD_LIMIT_BYTES,
     HostedFile,
@@ -32,7 +31,6 @@ from piapi_mcp.simulator.render import render_image
 
 __all__ = [
     "FAIL_MARKER",
-    "KONTEXT_CONSUME",
     "RANDOM_FAULT_KINDS",
     "UPLOAD_EXTENSIONS",
     "UPLOAD_LIMIT_BYTES",

@@ -1,10 +1,14 @@
 """A PiAPI simulator: a Starlette app that follows PiAPI's documented task contract offline.
 
 Routes (as PiAPI): ``POST /api/v1/task``, ``GET /api/v1/task/{id}``, ``DELETE /api/v1/task/{id}``,
-the generated outputs under ``GET /temp/{id}.png``, and PiAPI's file upload
-``POST /api/ephemeral_resource`` (its files then served under ``/_uploads/``). Tasks go
-``pending`` → ``processing`` → ``completed`` (or ``failed``) on an injectable clock, so tests
-move time instead of waiting. Output images are real PNGs, drawn with the prompt on them.
+the task history ``GET /api/open/tasks/histories``, the generated outputs under ``GET /temp/{name}``,
+and PiAPI's file upload ``POST /api/ephemeral_resource`` (its files then served under
+``/_uploads/``). Every create is judged through the catalog (:mod:`piapi_mcp.simulator.contract`):
+an unknown pair or an input its spec refuses gets PiAPI's 400. Tasks go ``pending`` →
+``processing`` → ``completed`` (or ``failed``) on an injectable clock, so tests move time instead
+of waiting. A completed task answers with its spec's documented output shape, pointing at real
+files of its kind: a PNG drawn with the prompt (on the input picture, for an edit), a small MP4,
+a WAV, a GLB, or a caption.
 
 Knobs live on :class:`SimulatorControls`: in-process, change the object; over HTTP, ``POST`` JSON
 to ``/_simulator/controls``. A prompt containing ``[fail]`` makes that one task fail, so anyone
@@ -43,7 +47,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from piapi_mcp.catalog import CATALOG
+from piapi_mcp.catalog import TaskSpec
+from piapi_mcp.simulator.contract import ServedOutput, contract_of, shape_output, validate_create
 from piapi_mcp.simulator.faults import (
     RANDOM_FAULT_KINDS,
     REFUSING_KINDS,
@@ -54,11 +59,9 @@ from piapi_mcp.simulator.faults import (
     fault_response,
     random_fault_response,
 )
-from piapi_mcp.simulator.render import render_image
+from piapi_mcp.simulator.render import CONTENT_TYPES, render_image, tiny_audio, tiny_glb, tiny_video
 from piapi_mcp.timing import Clock, SystemClock
 
-#: PiAPI's credit units for one Kontext edit (derived from PiAPI's examples: 200,000 = US$0.02).
-KONTEXT_CONSUME = 200_000
 FAIL_MARKER = "[fail]"
 #: PiAPI's upload contract: these extensions, at most 10 MB of decoded data.
 UPLOAD_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "mp4", "wav", "mp3"})
@@ -147,6 +150,8 @@ class SimulatedTask:
     cancelled_at: float | None = None
     #: PiAPI created it but the answer carrying its id was lost on the way (a random fault).
     answer_lost: bool = False
+    #: The catalog entry of its pair: what it validates against, and the kind and shape of its output.
+    spec: TaskSpec | None = None
 
 
 class PiAPISimulator:
@@ -163,14 +168,17 @@ class PiAPISimulator:
         #: Random faults served so far, by kind.
         self.random_faults: Counter[str] = Counter()
         self.random = random.Random(self.controls.fault_seed)
+        #: Output files made so far, by name under ``/temp/`` (PNGs are drawn on first download).
         self._images: dict[str, bytes] = {}
+        #: What each name under ``/temp/`` stands for, known once a completed task's output was shaped.
+        self._served: dict[str, ServedOutput] = {}
         self._render_limiter = anyio.CapacityLimiter(2)
         self.app = Starlette(
             routes=[
                 Route("/api/v1/task", self._create, methods=["POST"]),
                 Route("/api/v1/task/{task_id}", self._get, methods=["GET"]),
                 Route("/api/v1/task/{task_id}", self._cancel, methods=["DELETE"]),
-                Route("/temp/{name}", self._image, methods=["GET"]),
+                Route("/temp/{name}", self._output, methods=["GET"]),
                 Route("/api/open/tasks/histories", self._history, methods=["GET"]),
                 Route("/api/ephemeral_resource", self._upload, methods=["POST"]),
                 Route("/_uploads/{upload_id}/{name}", self._uploaded, methods=["GET"]),
@@ -209,13 +217,7 @@ class PiAPISimulator:
         output: dict[str, Any] | None = None
         error: dict[str, Any] = {"code": 0, "raw_message": "", "message": "", "detail": None}
         if status == "completed":
-            url = f"{base_url}/temp/{task.task_id}.png"
-            key = self.controls.output_key
-            output = {"image_url": "", "image_base64": ""}
-            if key == "image_url":
-                output["image_url"] = url
-            else:
-                output[key] = [url]
+            output = self._output_of(task, base_url)
         elif status == "failed" and task.cancelled_at is not None:
             canceled = "task canceled"
             error = {"code": 10000, "raw_message": canceled, "message": canceled, "detail": None}
@@ -223,7 +225,7 @@ class PiAPISimulator:
             error = {
                 "code": 10000,
                 "raw_message": "simulated generation failure",
-                "message": "The image generation failed (simulated).",
+                "message": f"The {_kind_words(task)} generation failed (simulated).",
                 "detail": None,
             }
         return {
@@ -240,13 +242,29 @@ class PiAPISimulator:
                 "created_at": _rfc3339(task.created_wall),
                 "started_at": _rfc3339(started) if status not in ("pending", "cancelled") else _GO_ZERO_TIME,
                 "ended_at": _rfc3339(ended) if status in ("completed", "failed") else _GO_ZERO_TIME,
-                "usage": {"type": "llm", "frozen": 0, "consume": KONTEXT_CONSUME},
+                "usage": self._usage(task),
                 "is_using_private_pool": False,
             },
             "detail": None,
             "logs": [],
             "error": error,
         }
+
+    def _output_of(self, task: SimulatedTask, base_url: str) -> dict[str, Any]:
+        """The completed task's ``output``, in its spec's documented shape, pointing at files served here."""
+        if task.spec is None:
+            return {}
+        output, served = shape_output(task.spec, task.task_id, base_url, _caption(task))
+        self._served.update(served)
+        key = self.controls.output_key
+        if key != "image_url" and isinstance(output.get("image_url"), str) and output["image_url"]:
+            output[key], output["image_url"] = [output["image_url"]], ""
+        return output
+
+    def _usage(self, task: SimulatedTask) -> dict[str, Any]:
+        contract = contract_of(task.spec) if task.spec is not None else None
+        kind, consume = (contract.usage_type, contract.consume) if contract else ("llm", 0)
+        return {"type": kind, "frozen": 0, "consume": consume}
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -296,10 +314,10 @@ class PiAPISimulator:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "invalid request: body is not JSON")
-        problem = _validate_create(body)
-        if problem:
-            return error_response(400, f"invalid request: {problem}")
-        task_input = {"width": 1024, "height": 1024, "steps": 28, "seed": -1, **body["input"]}
+        judged = validate_create(body)
+        if isinstance(judged, str):
+            return error_response(400, f"invalid request: {judged}")
+        spec, task_input = judged
         task = SimulatedTask(
             task_id=str(uuid.uuid4()),
             model=body["model"],
@@ -310,7 +328,8 @@ class PiAPISimulator:
             created_wall=self.clock.now(),
             queue_seconds=self.controls.queue_seconds,
             duration=self.controls.duration,
-            fails=self.controls.fail_tasks or FAIL_MARKER in str(task_input.get("prompt", "")).lower(),
+            fails=self.controls.fail_tasks or _asks_to_fail(task_input),
+            spec=spec,
         )
         self.tasks[task.task_id] = task
         if self.controls.create_gate is not None:
@@ -392,19 +411,40 @@ class PiAPISimulator:
         task.cancelled_at = self.clock.monotonic()
         return JSONResponse({"code": self.controls.envelope_code, "message": f"task {task.task_id} canceled"})
 
-    async def _image(self, request: Request) -> Response:
+    async def _output(self, request: Request) -> Response:
+        """A completed task's output file, with the content type of its kind."""
         name = request.path_params["name"]
-        task = self.tasks.get(name.removesuffix(".png"))
-        if task is None or self.status_of(task) != "completed" or not self.controls.serve_outputs:
+        served = self._served.get(name)
+        task = self.tasks.get(served.task_id) if served is not None else None
+        if (
+            served is None
+            or task is None
+            or self.status_of(task) != "completed"
+            or not self.controls.serve_outputs
+        ):
             return Response("not found", status_code=404, media_type="text/plain")
+        extension = name.rsplit(".", 1)[-1]
         if name not in self._images:
-            self._images[name] = await anyio.to_thread.run_sync(
-                render_image,
-                task.input,
-                self._input_bytes(str(task.input.get("image", ""))),
-                limiter=self._render_limiter,
-            )
-        return Response(self._images[name], media_type="image/png")
+            self._images[name] = await self._make_output(task, served)
+        return Response(
+            self._images[name], media_type=CONTENT_TYPES.get(extension, "application/octet-stream")
+        )
+
+    async def _make_output(self, task: SimulatedTask, served: ServedOutput) -> bytes:
+        if served.kind == "video":
+            return tiny_video()
+        if served.kind == "audio":
+            return tiny_audio(_caption(task))
+        if served.kind in ("model3d", "file"):
+            return tiny_glb()
+        if served.kind == "text":
+            return _caption(task).encode()
+        image_spec = task.spec is not None and task.spec.output == "image"
+        # An image task is drawn at its requested size; a cover or preview of another kind is small.
+        params = task.input if image_spec else {"prompt": _words(task), "width": 256, "height": 256}
+        return await anyio.to_thread.run_sync(
+            render_image, params, self._input_bytes(_input_image(task)), limiter=self._render_limiter
+        )
 
     def _input_bytes(self, url: str) -> bytes | None:
         """The input image, when it is one the simulator holds (an upload or an earlier output)."""
@@ -501,26 +541,47 @@ class PiAPISimulator:
         )
 
 
-def _validate_create(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    model, task_type = body.get("model"), body.get("task_type")
-    if not isinstance(model, str) or not isinstance(task_type, str) or CATALOG.find(model, task_type) is None:
-        return f"unsupported model/task_type {model!r}/{task_type!r}"
-    task_input = body.get("input")
-    if not isinstance(task_input, dict):
-        return "input is required"
-    for name in ("prompt", "image"):
-        if not isinstance(task_input.get(name), str) or not task_input[name].strip():
-            return f"input.{name} is required"
-    steps = task_input.get("steps", 28)
-    if not isinstance(steps, int) or not 1 <= steps <= 40:
-        return "input.steps must be between 1 and 40"
-    for name in ("width", "height"):
-        value = task_input.get(name, 1024)
-        if not isinstance(value, int) or value <= 0:
-            return f"input.{name} must be a positive integer"
-    return None
+def _asks_to_fail(task_input: dict[str, Any]) -> bool:
+    """Whether a text of the input carries the ``[fail]`` marker (so the sandbox can show a failure)."""
+    return any(isinstance(value, str) and FAIL_MARKER in value.lower() for value in task_input.values())
+
+
+def _kind_words(task: SimulatedTask) -> str:
+    """What the task makes, in words ("image", "3D model")."""
+    kind = task.spec.output if task.spec is not None else "task"
+    return "3D model" if kind == "model3d" else kind
+
+
+def _words(task: SimulatedTask) -> str:
+    """What the task is about, in its own words: its prompt or first text that is not a URL."""
+    prompt = task.input.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return prompt
+    texts = (v for v in task.input.values() if isinstance(v, str) and v and not _is_reference(v))
+    return next(texts, task.task_type)
+
+
+def _caption(task: SimulatedTask) -> str:
+    """The text a text-output task answers with, and the seed of its other outputs."""
+    image = _input_image(task)
+    about = f" of {image}" if image else ""
+    return f"PiAPI simulator {task.spec.noun if task.spec else 'text'}{about}: {_words(task)}"
+
+
+def _input_image(task: SimulatedTask) -> str:
+    """The task's first image input (a URL or data), or ``""``."""
+    if task.spec is None:
+        return ""
+    for name, marker in task.spec.media_fields().items():
+        value = task.input.get(name)
+        value = value[0] if isinstance(value, list) and value else value
+        if marker.kind == "image" and isinstance(value, str):
+            return value
+    return ""
+
+
+def _is_reference(value: str) -> bool:
+    return value.startswith(("http://", "https://", "data:", "piapi://", "file:", "/", "~"))
 
 
 def _spell(status: str, style: str) -> str:
