@@ -101,7 +101,7 @@ class LedgerEntry(BaseModel):
     )
     done: bool = Field(description="Whether that status is final.")
     input: dict[str, Any] = Field(description="The input sent to PiAPI.")
-    images: list[str] = Field(description="Output image URLs, once known.")
+    outputs: list[str] = Field(description="Output file URLs, once known.")
     local_paths: list[str] = Field(description="Where outputs were saved on this machine, if they were.")
     usage: dict[str, Any] | None = Field(description="PiAPI's usage figures, as last seen.")
     error: dict[str, Any] | None = Field(description="PiAPI's error, for failed tasks.")
@@ -540,10 +540,10 @@ def _move_aside(path: Path, clock: Clock) -> Path | None:
 
 
 def _state_columns(task: Task) -> tuple[str, str, str | None, str | None]:
-    """status, images_json, usage_json, error_json for ``task``."""
+    """status, images_json (every output URL, whatever its kind), usage_json, error_json for ``task``."""
     return (
         task.status,
-        json.dumps(task.images),
+        json.dumps(task.urls),
         task.usage.model_dump_json() if task.usage else None,
         task.error.model_dump_json() if task.error else None,
     )
@@ -560,7 +560,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         status=status,
         done=status in TERMINAL_STATUSES,
         input=json.loads(input_json),
-        images=json.loads(images_json),
+        outputs=json.loads(images_json),
         local_paths=json.loads(paths_json),
         usage=json.loads(usage_json) if usage_json else None,
         error=json.loads(error_json) if error_json else None,
