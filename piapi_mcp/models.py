@@ -340,8 +340,8 @@ def walk_outputs(output: object) -> list[OutputRef]:
 
     URL strings anywhere become file outputs, classified by the keys above them first and their
     extension second; strings under :data:`TEXT_KEYS` become text outputs. ``intermediate*`` keys
-    and inline base64 are skipped. Order is PiAPI's; repeats and limits are
-    :func:`bounded_outputs`' job.
+    and inline base64 are skipped. Order is PiAPI's, without repeats, within :func:`bounded_outputs`'
+    limits.
     """
     found: list[OutputRef] = []
     for value, keys in _walk(output):
@@ -350,7 +350,7 @@ def walk_outputs(output: object) -> list[OutputRef]:
             item = text_output(value)
         if item is not None:
             found.append(item)
-    return found
+    return bounded_outputs(found)
 
 
 def bounded_outputs(outputs: Sequence[OutputRef]) -> list[OutputRef]:

@@ -198,7 +198,7 @@ def resume_hint(task_id: str) -> str:
 
 
 #: How results name one output of each kind, and several.
-_KIND_WORDS: dict[str, str] = {"model3d": "3D model", "file": "file"}
+_KIND_WORDS: dict[str, str] = {"audio": "audio file", "model3d": "3D model"}
 _PLURALS: dict[str, str] = {"audio": "audio files", "model3d": "3D models", "text": "texts"}
 
 
