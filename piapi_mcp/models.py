@@ -255,7 +255,13 @@ def _parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+#: Keys longer than this say nothing of what is under them (and are not worth reading again and again).
+_MAX_KEY_CHARS: Final = 64
+
+
 def _kind_of_key(key: str) -> OutputKind | None:
+    if len(key) > _MAX_KEY_CHARS:
+        return None
     lowered = key.lower()
     if lowered in _KEY_KINDS:
         return _KEY_KINDS[lowered]
@@ -305,7 +311,7 @@ def text_output(value: object) -> OutputRef | None:
 
 
 def _skipped(key: str) -> bool:
-    lowered = key.lower()
+    lowered = key[:_MAX_KEY_CHARS].lower()
     return lowered in _SKIPPED_KEYS or lowered.startswith("intermediate")
 
 
@@ -346,7 +352,7 @@ def walk_outputs(output: object) -> list[OutputRef]:
     found: list[OutputRef] = []
     for value, keys in _walk(output):
         item = url_output(value, keys=keys)
-        if item is None and keys and keys[0].lower() in TEXT_KEYS:
+        if item is None and keys and keys[0][:_MAX_KEY_CHARS].lower() in TEXT_KEYS:
             item = text_output(value)
         if item is not None:
             found.append(item)

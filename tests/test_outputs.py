@@ -150,7 +150,7 @@ def test_urls_in_the_tasks_input_are_never_taken_for_outputs() -> None:
 
 
 def test_hostile_output_shapes_are_walked_within_bounds_without_crashing() -> None:
-    """A self-referencing dict, a 100,000-deep nesting, a million-item list and huge texts."""
+    """A self-referencing dict, a 100,000-deep nesting, a million-item list, huge keys and texts."""
     looped: dict[str, Any] = {"image_url": f"{U}/loop.png"}
     looped["again"] = looped
     deep: dict[str, Any] = {"video_url": f"{U}/deep.mp4"}
@@ -158,15 +158,18 @@ def test_hostile_output_shapes_are_walked_within_bounds_without_crashing() -> No
         deep = {"x": deep}
     many = {"image_urls": [f"{U}/{n}.png" for n in range(1_000_000)]}
     odd = {1: f"{U}/int-key.png", ("t",): "x", "text": "a\x00b\x1b[31mc" + "z" * (MAX_TEXT_CHARS * 3)}
+    long_key = {"video" + "k" * 1_000_000: [{"x": [f"{U}/{n}"]} for n in range(5_000)]}
 
     started = time.perf_counter()
     assert pairs(walk_outputs(looped)) == [("image", f"{U}/loop.png")]
     assert walk_outputs(deep) == []  # past the depth bound: not reached, not a crash
     listed = parse_task({"task_id": "t-1", "status": "completed", "output": many}).outputs
     (text,) = walk_outputs(odd)
+    under_long_key = walk_outputs(long_key)
     assert time.perf_counter() - started < 30  # generous: bounded work, not a timing claim
 
     assert len(listed) == MAX_LISTED_OUTPUTS
+    assert len(under_long_key) == MAX_LISTED_OUTPUTS and {o.kind for o in under_long_key} == {"file"}
     assert text.text is not None and text.text.startswith("ab[31mc") and len(text.text) == MAX_TEXT_CHARS
 
 
