@@ -90,7 +90,7 @@ async def _child(side: int, alpha: bool, workdir: Path) -> dict[str, Any]:
             outputs_to(f"{base}/files/bomb.png")
             result = await session.call_tool("kontext_edit", {**arguments, "prompt": "the bomb"})
             peak = read_status_kib(os.getpid(), "VmHWM") or 0
-    images = (result.structured_content or {}).get("images", [{}])
+    images = (result.structured_content or {}).get("outputs", [{}])
     return {
         "bomb_bytes": len(bomb),
         "declared_pixels": side * side,

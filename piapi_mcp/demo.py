@@ -99,9 +99,9 @@ def _report(result: CallToolResult) -> int:
     text = next((block.text for block in result.content if isinstance(block, TextContent)), "")
     _say("\n" + text)
     data = result.structured_content or {}
-    if result.is_error or not data.get("images"):
+    if result.is_error or not data.get("outputs"):
         return 1
-    image = data["images"][0]
+    image = data["outputs"][0]
     _say(f"\nEdited image: {image['url']}")
     previews = sum(isinstance(block, ImageContent) for block in result.content)
     if previews:

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from piapi_mcp.models import TERMINAL_STATUSES, Task
+from piapi_mcp.models import LEAN_SCHEMA, TERMINAL_STATUSES, Task
 from piapi_mcp.timing import Clock, SystemClock
 
 logger = logging.getLogger("piapi_mcp")
@@ -89,6 +89,8 @@ _HOST: Final = socket.gethostname()
 class LedgerEntry(BaseModel):
     """One task as the ledger remembers it."""
 
+    model_config = LEAN_SCHEMA
+
     task_id: str = Field(
         description=f"PiAPI's id for the task ('{UNKNOWN_TASK_PREFIX}…' while PiAPI's id is not known)."
     )
@@ -101,7 +103,7 @@ class LedgerEntry(BaseModel):
     )
     done: bool = Field(description="Whether that status is final.")
     input: dict[str, Any] = Field(description="The input sent to PiAPI.")
-    images: list[str] = Field(description="Output image URLs, once known.")
+    outputs: list[str] = Field(description="Output file URLs, once known.")
     local_paths: list[str] = Field(description="Where outputs were saved on this machine, if they were.")
     usage: dict[str, Any] | None = Field(description="PiAPI's usage figures, as last seen.")
     error: dict[str, Any] | None = Field(description="PiAPI's error, for failed tasks.")
@@ -540,10 +542,10 @@ def _move_aside(path: Path, clock: Clock) -> Path | None:
 
 
 def _state_columns(task: Task) -> tuple[str, str, str | None, str | None]:
-    """status, images_json, usage_json, error_json for ``task``."""
+    """status, images_json (every output URL, whatever its kind), usage_json, error_json for ``task``."""
     return (
         task.status,
-        json.dumps(task.images),
+        json.dumps(task.urls),
         task.usage.model_dump_json() if task.usage else None,
         task.error.model_dump_json() if task.error else None,
     )
@@ -560,7 +562,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         status=status,
         done=status in TERMINAL_STATUSES,
         input=json.loads(input_json),
-        images=json.loads(images_json),
+        outputs=json.loads(images_json),
         local_paths=json.loads(paths_json),
         usage=json.loads(usage_json) if usage_json else None,
         error=json.loads(error_json) if error_json else None,

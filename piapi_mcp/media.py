@@ -1,18 +1,21 @@
-"""Images in and out: turning what the user gave into a URL PiAPI can fetch, saving and previewing outputs.
+"""Media in and out: turning what the user gave into a URL PiAPI can fetch, saving and previewing outputs.
 
-Inputs (every image field of every tool goes through :class:`ImageResolver`):
+Inputs (every media field of every task, image, video or audio, goes through :class:`ImageResolver`):
 
 - an ``http(s)://`` URL passes through unchanged;
 - a local path (absolute, ``~``, or a ``file://`` URI) is read only inside the allowed folders,
   after resolving symlinks, then uploaded to PiAPI's file-upload endpoint;
 - a ``data:`` URI is decoded and uploaded the same way;
-- ``piapi://tasks/{id}`` (first output) or ``piapi://tasks/{id}#n`` reuses an earlier output.
+- ``piapi://tasks/{id}`` (its first output of the field's kind) or ``piapi://tasks/{id}#n`` reuses an
+  earlier output.
 
-Bytes are checked before any upload: at most 10 MB (PiAPI's limit) and an image by content
-(PNG, JPEG or WebP magic bytes), whatever the file is called.
+Bytes are checked before any upload: at most 10 MB (PiAPI's limit) and, by content whatever the file
+is called, a format PiAPI's upload takes for the field's kind: PNG, JPEG or WebP for images, MP4 for
+videos, WAV or MP3 for audio.
 
-Outputs: :class:`OutputSaver` downloads a finished task's outputs (only the URLs PiAPI returned for
-it) into the output folder, and :func:`make_preview` makes the small thumbnail the model sees. Both
+Outputs: :class:`OutputSaver` downloads a finished task's file outputs of every kind (only the URLs
+PiAPI returned for it, each kind under its own size cap) into the output folder, and
+:func:`make_preview` makes the small thumbnail of an image the model sees. Both
 treat what upstream sent as hostile: :class:`OutputGuard` lets downloads reach public addresses only
 (every redirect hop judged, the judged address pinned), a download streams to disk under a size and
 a time limit, the saved extension comes from the sniffed content over an allow-list
@@ -44,11 +47,26 @@ import anyio.to_thread
 import httpx2
 
 from piapi_mcp.errors import shown
-from piapi_mcp.models import TASK_ID_PATTERN, Task
+from piapi_mcp.models import MEDIA_TYPES, TASK_ID_PATTERN, OutputKind, OutputRef, Task
 from piapi_mcp.timing import Clock
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
-MAX_OUTPUT_BYTES: Final = 50 * 1024 * 1024
+#: Download caps per kind of output. Images keep issue 7's 50 MB (a 16-megapixel PNG is ~30 MB).
+#: PiAPI's videos run 5-15 s (a few to ~40 MB at 1080p); 500 MB leaves room for long 4K outputs while
+#: bounding what one task can write. Audio: a 9-minute 48 kHz stereo WAV is ~100 MB (Udio's MP3s
+#: are ~5 MB). 3D: Trellis's GLBs are 5-30 MB; 200 MB admits dense meshes with textures.
+MAX_OUTPUT_BYTES_BY_KIND: Final[dict[str, int]] = {
+    "image": 50 * 1024 * 1024,
+    "video": 500 * 1024 * 1024,
+    "audio": 100 * 1024 * 1024,
+    "model3d": 200 * 1024 * 1024,
+}
+#: An output whose kind is not known (``file``) may be any allowed format: the largest cap, until
+#: its content says what it is.
+MAX_OUTPUT_BYTES: Final = max(MAX_OUTPUT_BYTES_BY_KIND.values())
+#: The largest output served through ``piapi://tasks/{id}/outputs/{n}`` (a resource read is one
+#: base64 message held in memory on both sides); larger ones are read from their saved file or URL.
+MAX_RESOURCE_BYTES: Final = 50 * 1024 * 1024
 PREVIEW_MAX_SIDE: Final = 768
 #: The preview's base64 text stays under this, so results stay far below hosts' size limits.
 PREVIEW_MAX_BASE64: Final = 150 * 1024
@@ -61,7 +79,7 @@ _DATA_URI: Final = re.compile(r"^data:([\w.+/-]*)(;[\w=.+-]+)*?(;base64)?,", re.
 
 
 class ImageInputError(Exception):
-    """An image argument that cannot be used; the message says why and what to do instead."""
+    """A media argument (or output) that cannot be used; the message says why and what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +90,9 @@ class ImageKind:
     mime_type: str
 
 
-PNG: Final = ImageKind("png", "image/png")
-JPEG: Final = ImageKind("jpg", "image/jpeg")
-WEBP: Final = ImageKind("webp", "image/webp")
+PNG: Final = ImageKind("png", MEDIA_TYPES["png"][1])
+JPEG: Final = ImageKind("jpg", MEDIA_TYPES["jpg"][1])
+WEBP: Final = ImageKind("webp", MEDIA_TYPES["webp"][1])
 
 
 def sniff_image(data: bytes) -> ImageKind | None:
@@ -90,25 +108,38 @@ def sniff_image(data: bytes) -> ImageKind | None:
 
 def _too_large(what: str, size: int) -> ImageInputError:
     return ImageInputError(
-        f"{what} is {size / (1024 * 1024):.1f} MB, over PiAPI's 10 MB upload limit; use a smaller image "
+        f"{what} is {size / (1024 * 1024):.1f} MB, over PiAPI's 10 MB upload limit; use a smaller file "
         "or give a public http(s) URL."
     )
 
 
-def check_image_bytes(data: bytes, what: str) -> ImageKind:
-    """Check size and content of bytes about to be uploaded.
+#: What PiAPI's upload takes (jpg, jpeg, png, webp, mp4, wav, mp3), by the field's kind: the
+#: extensions judged by content, and how a refusal names them.
+UPLOAD_FORMATS: Final[dict[str, tuple[frozenset[str], str]]] = {
+    "image": (frozenset({"png", "jpg", "webp"}), "a PNG, JPEG or WebP image"),
+    "video": (frozenset({"mp4"}), "an MP4 video"),
+    "audio": (frozenset({"wav", "mp3"}), "a WAV or MP3 audio file"),
+}
+
+
+def check_image_bytes(data: bytes, what: str, kind: str = "image") -> ImageKind:
+    """Check size and content of bytes about to be uploaded for a field of ``kind`` (image, video, audio).
 
     Raises:
-        ImageInputError: too large, or not a PNG, JPEG or WebP image.
+        ImageInputError: too large, or not a format PiAPI's upload takes for that kind.
     """
     if len(data) > MAX_UPLOAD_BYTES:
         raise _too_large(what, len(data))
-    kind = sniff_image(data)
-    if kind is None:
-        raise ImageInputError(
-            f"{what} is not a PNG, JPEG or WebP image (judged by its content, not its name)."
-        )
-    return kind
+    allowed, named = UPLOAD_FORMATS.get(kind, UPLOAD_FORMATS["image"])
+    if kind == "image":
+        image = sniff_image(data)
+        if image is not None:
+            return image
+    else:
+        found = sniff_output(data[:_SNIFF_BYTES])
+        if found is not None and found.extension in allowed:
+            return ImageKind(found.extension, found.mime_type)
+    raise ImageInputError(f"{what} is not {named} (judged by its content, not its name).")
 
 
 class Confinement:
@@ -310,8 +341,10 @@ class ImageResolver:
         self._look_up_task = look_up_task
         self.confinement = confinement
 
-    async def resolve(self, value: str, *, roots: Sequence[Path] = ()) -> ResolvedImage:
-        """Resolve one image argument; nothing is uploaded unless every check passed.
+    async def resolve(self, value: str, *, roots: Sequence[Path] = (), kind: str = "image") -> ResolvedImage:
+        """Resolve one media argument for a field of ``kind`` (image, video or audio).
+
+        Nothing is uploaded unless every check passed.
 
         Raises:
             ImageInputError: the value is in no accepted form, or fails a check.
@@ -322,48 +355,59 @@ class ImageResolver:
         if lowered.startswith(("http://", "https://")):
             return ResolvedImage(url=text, source="url", uploaded=False)
         if lowered.startswith("piapi://"):
-            return await self._from_task(text)
+            return await self._from_task(text, kind)
         if lowered.startswith("data:"):
             data = _decode_data_uri(text)
-            kind = check_image_bytes(data, "The data: URI")
-            return ResolvedImage(await self._upload(f"image.{kind.extension}", data), "data", True)
+            found = check_image_bytes(data, "The data: URI", kind)
+            return ResolvedImage(await self._upload(f"{kind}.{found.extension}", data), "data", True)
         if lowered.startswith("file://"):
             path = Path(unquote(urlparse(text).path))
         elif text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", text):
             path = Path(text)
         else:
-            raise ImageInputError(f"The image {shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
+            raise ImageInputError(f"The {kind} {shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
         # Opening and reading touch the disk (or a FIFO, a device, a slow mount): off the event loop.
         data = await anyio.to_thread.run_sync(self.confinement.with_roots(roots).open_file, text, path)
-        kind = check_image_bytes(data, shown(text))
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or "image"
-        return ResolvedImage(await self._upload(f"{stem}.{kind.extension}", data), "file", True)
+        found = check_image_bytes(data, shown(text), kind)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or kind
+        return ResolvedImage(await self._upload(f"{stem}.{found.extension}", data), "file", True)
 
-    async def _from_task(self, text: str) -> ResolvedImage:
+    async def _from_task(self, text: str, kind: str = "image") -> ResolvedImage:
         match = _TASK_REF.match(text)
         if match is None:
             raise ImageInputError(
                 f"{shown(text)} is not a task reference; write piapi://tasks/<task_id> or piapi://tasks/<task_id>#2."
             )
         task_id, index_text = match.group(1), match.group(2)
-        index = int(index_text) if index_text else 1
         task = await self._look_up_task(task_id)
-        if not task.images:
-            raise ImageInputError(f"Task {task_id} has no output image yet (status {task.status}).")
-        if not 1 <= index <= len(task.images):
+        if index_text is None:
+            output = next((item for item in task.outputs if item.url and item.kind == kind), None)
+            if output is None or output.url is None:
+                raise ImageInputError(f"Task {task_id} has no output {kind} yet (status {task.status}).")
+            return ResolvedImage(url=output.url, source="task", uploaded=False)
+        index = int(index_text)
+        if not 1 <= index <= len(task.outputs):
             raise ImageInputError(
-                f"Task {task_id} has {len(task.images)} output image(s); #{index} does not exist."
+                f"Task {task_id} has {len(task.outputs)} output(s); #{index} does not exist."
             )
-        return ResolvedImage(url=task.images[index - 1], source="task", uploaded=False)
+        chosen = task.outputs[index - 1]
+        if chosen.url is None or chosen.kind not in (kind, "file"):
+            raise ImageInputError(f"Output #{index} of task {task_id} is {_a(chosen.kind)}, not {_a(kind)}.")
+        return ResolvedImage(url=chosen.url, source="task", uploaded=False)
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its article, for a sentence ("an image", "a video", "a 3D model")."""
+    return {"image": "an image", "audio": "an audio file", "model3d": "a 3D model"}.get(kind, f"a {kind}")
 
 
 def _decode_data_uri(text: str) -> bytes:
     match = _DATA_URI.match(text)
     if match is None or not match.group(3):
-        raise ImageInputError("A data: URI image must be base64-encoded (data:image/png;base64,...).")
+        raise ImageInputError("A data: URI must be base64-encoded (data:image/png;base64,...).")
     payload = text[match.end() :]
     if len(payload) * 3 // 4 > MAX_UPLOAD_BYTES + 3:
-        raise ImageInputError("The data: URI image is over PiAPI's 10 MB upload limit; use a smaller image.")
+        raise ImageInputError("The data: URI is over PiAPI's 10 MB upload limit; use a smaller file.")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -401,22 +445,30 @@ class MediaKind:
     mime_type: str
     #: Pillow's plugin for the preview; ``None``: no preview is made (video, audio, 3D).
     pil_format: str | None = None
+    #: What kind of output this format is (its size cap is that kind's).
+    kind: OutputKind = "file"
+
+    @classmethod
+    def of(cls, extension: str, pil_format: str | None = None) -> MediaKind:
+        """The format saved as ``extension``; its kind and MIME type come from ``models.MEDIA_TYPES``."""
+        kind, mime_type = MEDIA_TYPES[extension]
+        return cls(extension, mime_type, pil_format, kind)
 
 
-OUTPUT_PNG: Final = MediaKind("png", "image/png", "PNG")
-OUTPUT_JPEG: Final = MediaKind("jpg", "image/jpeg", "JPEG")
-OUTPUT_WEBP: Final = MediaKind("webp", "image/webp", "WEBP")
-OUTPUT_GIF: Final = MediaKind("gif", "image/gif", "GIF")
-OUTPUT_MP4: Final = MediaKind("mp4", "video/mp4")
-OUTPUT_MOV: Final = MediaKind("mov", "video/quicktime")
-OUTPUT_WEBM: Final = MediaKind("webm", "video/webm")
-OUTPUT_MKV: Final = MediaKind("mkv", "video/x-matroska")
-OUTPUT_WAV: Final = MediaKind("wav", "audio/wav")
-OUTPUT_MP3: Final = MediaKind("mp3", "audio/mpeg")
-OUTPUT_FLAC: Final = MediaKind("flac", "audio/flac")
-OUTPUT_OGG: Final = MediaKind("ogg", "audio/ogg")
-OUTPUT_M4A: Final = MediaKind("m4a", "audio/mp4")
-OUTPUT_GLB: Final = MediaKind("glb", "model/gltf-binary")
+OUTPUT_PNG: Final = MediaKind.of("png", "PNG")
+OUTPUT_JPEG: Final = MediaKind.of("jpg", "JPEG")
+OUTPUT_WEBP: Final = MediaKind.of("webp", "WEBP")
+OUTPUT_GIF: Final = MediaKind.of("gif", "GIF")
+OUTPUT_MP4: Final = MediaKind.of("mp4")
+OUTPUT_MOV: Final = MediaKind.of("mov")
+OUTPUT_WEBM: Final = MediaKind.of("webm")
+OUTPUT_MKV: Final = MediaKind.of("mkv")
+OUTPUT_WAV: Final = MediaKind.of("wav")
+OUTPUT_MP3: Final = MediaKind.of("mp3")
+OUTPUT_FLAC: Final = MediaKind.of("flac")
+OUTPUT_OGG: Final = MediaKind.of("ogg")
+OUTPUT_M4A: Final = MediaKind.of("m4a")
+OUTPUT_GLB: Final = MediaKind.of("glb")
 #: The allow-list: nothing else is ever written to the output folder or handed to Pillow.
 OUTPUT_KINDS: Final = (
     OUTPUT_PNG,
@@ -464,6 +516,12 @@ def sniff_output(head: bytes) -> MediaKind | None:
     if len(head) >= 8 and head[:4] == b"glTF" and int.from_bytes(head[4:8], "little") == 2:
         return OUTPUT_GLB
     return None
+
+
+def output_mime_type(data: bytes) -> str:
+    """The MIME type of an output's bytes: its allowed format's, else UTF-8 text (a text output)."""
+    kind = sniff_output(data[:_SNIFF_BYTES])
+    return kind.mime_type if kind is not None else "text/plain; charset=utf-8"
 
 
 def _mpeg_audio_frame(head: bytes) -> bool:
@@ -657,15 +715,20 @@ _SHARED: Final = ipaddress.ip_network("100.64.0.0/10")
 
 
 @dataclass(frozen=True)
-class SavedImage:
-    """One output: where upstream serves it, where it was saved (or why not), and its format."""
+class SavedOutput:
+    """One file output: where upstream serves it, where it was saved (or why not), and its format."""
 
     url: str
     path: Path | None
     error: str | None
     #: The bytes, only when saving is off and they were fetched for a preview.
     data: bytes | None = None
+    #: The format its content was judged to be, once downloaded.
     kind: MediaKind | None = None
+
+
+class OutputTooLarge(ImageInputError):
+    """A saved output too large to hand over in memory (a resource read)."""
 
 
 class _OutOfTime(Exception):
@@ -720,9 +783,10 @@ class OutputSaver:
         return _KIND_BY_EXTENSION.get(path.suffix.lstrip(".").lower())
 
     def read_saved(self, path: Path) -> bytes:
-        """The bytes of a saved output, opened without following links; at most 50 MB.
+        """The bytes of a saved output, opened without following links; at most :data:`MAX_RESOURCE_BYTES`.
 
         Raises:
+            OutputTooLarge: too large to hand over in one piece.
             ImageInputError: it is not a regular file inside the output folder any more.
         """
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -732,9 +796,14 @@ class OutputSaver:
             raise ImageInputError("its saved copy cannot be opened") from None
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_OUTPUT_BYTES:
-                raise ImageInputError("its saved copy is not a regular file of at most 50 MB")
-            return handle.read(MAX_OUTPUT_BYTES + 1)
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageInputError("its saved copy is not a regular file")
+            if info.st_size > MAX_RESOURCE_BYTES:
+                raise OutputTooLarge(
+                    f"it is larger than {MAX_RESOURCE_BYTES // (1024 * 1024)} MB, too large to serve here; "
+                    f"open its saved copy ({path.name}) instead"
+                )
+            return handle.read(MAX_RESOURCE_BYTES + 1)
 
     async def save(
         self,
@@ -744,70 +813,80 @@ class OutputSaver:
         *,
         deadline: float,
         previews: int = 0,
-    ) -> list[SavedImage]:
-        """Save the outputs of a completed ``task``; failures are reported per output, never raised.
+    ) -> dict[int, SavedOutput]:
+        """Save the file outputs of a completed ``task``, by their number (from 1) in ``task.outputs``.
 
-        With saving off, only the first ``previews`` outputs are fetched (into memory). Outputs past
-        :attr:`max_outputs` are not fetched, and say so.
+        Failures are reported per output, never raised. Text outputs are not files: nothing is
+        downloaded for them. With saving off, only the first ``previews`` image outputs are fetched
+        (into memory), nothing else. File outputs past :attr:`max_outputs` are not fetched, and say so.
         """
-        results: list[SavedImage] = []
-        for index, url in enumerate(task.images, 1):
-            if index > self.max_outputs:
-                results.append(
-                    SavedImage(
-                        url=url,
-                        path=None,
-                        error=f"not saved: only the first {self.max_outputs} outputs of a task are "
-                        "downloaded; fetch this one from its URL",
-                    )
+        results: dict[int, SavedOutput] = {}
+        files = images = 0
+        for index, output in enumerate(task.outputs, 1):
+            if output.url is None or output.kind == "text":
+                continue
+            files += 1
+            if files > self.max_outputs:
+                results[index] = SavedOutput(
+                    url=output.url,
+                    path=None,
+                    error=f"not saved: only the first {self.max_outputs} outputs of a task are "
+                    "downloaded; fetch this one from its URL",
                 )
             elif self.folder is None:
-                results.append(await self._fetch_for_preview(url, guard, clock, deadline, index <= previews))
+                wanted = output.kind in ("image", "file") and images < previews
+                images += wanted
+                results[index] = await self._fetch_for_preview(output, guard, clock, deadline, wanted)
             else:
-                results.append(await self._save_one(task.task_id, index, url, guard, clock, deadline))
+                results[index] = await self._save_one(task.task_id, index, output, guard, clock, deadline)
         return results
 
     async def _fetch_for_preview(
-        self, url: str, guard: OutputGuard, clock: Clock, deadline: float, wanted: bool
-    ) -> SavedImage:
+        self, output: OutputRef, guard: OutputGuard, clock: Clock, deadline: float, wanted: bool
+    ) -> SavedOutput:
+        assert output.url is not None
+        url = output.url
         if not wanted:
-            return SavedImage(url=url, path=None, error=None)
+            return SavedOutput(url=url, path=None, error=None)
         try:
             data = await self.download(
                 url, guard, clock, deadline=deadline, max_bytes=MAX_PREVIEW_DOWNLOAD_BYTES
             )
         except ImageInputError as err:
-            return SavedImage(url=url, path=None, error=str(err))
+            return SavedOutput(url=url, path=None, error=str(err))
         kind = sniff_output(data[:_SNIFF_BYTES])
-        return SavedImage(url=url, path=None, error=None, data=data if kind else None, kind=kind)
+        return SavedOutput(url=url, path=None, error=None, data=data if kind else None, kind=kind)
 
     async def _save_one(
-        self, task_id: str, index: int, url: str, guard: OutputGuard, clock: Clock, deadline: float
-    ) -> SavedImage:
+        self, task_id: str, index: int, output: OutputRef, guard: OutputGuard, clock: Clock, deadline: float
+    ) -> SavedOutput:
+        assert output.url is not None
+        url = output.url
         if re.fullmatch(TASK_ID_PATTERN, task_id) is None:
             # parse_task refuses such ids; this is the second line, in case one gets through.
-            return SavedImage(url=url, path=None, error="not saved: its task id is not a PiAPI task id")
+            return SavedOutput(url=url, path=None, error="not saved: its task id is not a PiAPI task id")
         if (done := self.existing(task_id, index)) is not None:
-            return SavedImage(url=url, path=done, error=None, kind=self.kind_of(done))
+            return SavedOutput(url=url, path=done, error=None, kind=self.kind_of(done))
         assert self.folder is not None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             folder = self.folder.resolve()
             fd, temporary = tempfile.mkstemp(prefix=f".{task_id}-{index}.", suffix=".part", dir=folder)
         except OSError as err:
-            return SavedImage(url=url, path=None, error=f"could not save it ({err.strerror or err})")
+            return SavedOutput(url=url, path=None, error=f"could not save it ({err.strerror or err})")
+        cap = MAX_OUTPUT_BYTES_BY_KIND.get(output.kind, MAX_OUTPUT_BYTES)
         try:
             with os.fdopen(fd, "wb") as handle:
-                kind = await self._stream(url, guard, clock, deadline, MAX_OUTPUT_BYTES, handle.write)
+                kind = await self._stream(url, guard, clock, deadline, cap, handle.write)
             path = _publish(Path(temporary), folder, f"{task_id}-{index}", kind.extension)
         except ImageInputError as err:
-            return SavedImage(url=url, path=None, error=str(err))
+            return SavedOutput(url=url, path=None, error=str(err))
         except OSError as err:
-            return SavedImage(url=url, path=None, error=f"could not save it ({err.strerror or err})")
+            return SavedOutput(url=url, path=None, error=f"could not save it ({err.strerror or err})")
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
-        return SavedImage(url=url, path=path, error=None, kind=kind)
+        return SavedOutput(url=url, path=path, error=None, kind=kind)
 
     async def download(
         self,
@@ -816,7 +895,7 @@ class OutputSaver:
         clock: Clock,
         *,
         deadline: float,
-        max_bytes: int = MAX_OUTPUT_BYTES,
+        max_bytes: int = MAX_RESOURCE_BYTES,
     ) -> bytes:
         """The bytes at ``url``, if they are an allowed format, in memory (at most ``max_bytes``).
 
@@ -860,6 +939,10 @@ class OutputSaver:
                         kind = sniff_output(head)
                         if kind is None:
                             raise _refused_format(head)
+                        # What the content is caps it too: an "image" of 400 MB is refused at 50.
+                        max_bytes = min(max_bytes, MAX_OUTPUT_BYTES_BY_KIND.get(kind.kind, max_bytes))
+                        if size > max_bytes:
+                            raise _too_big(max_bytes)
                         chunk, head = head, b""
                     write(chunk)
                     if clock.monotonic() > deadline:
@@ -868,6 +951,8 @@ class OutputSaver:
                     kind = sniff_output(head)
                     if kind is None:
                         raise _refused_format(head)
+                    if size > MAX_OUTPUT_BYTES_BY_KIND.get(kind.kind, max_bytes):
+                        raise _too_big(MAX_OUTPUT_BYTES_BY_KIND[kind.kind])
                     write(head)
                 return kind
         except _OutOfTime:

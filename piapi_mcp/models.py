@@ -7,11 +7,14 @@ the upstream's word, checked before use), and :class:`TaskResult`, what the tool
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from itertools import islice
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from piapi_mcp.errors import InvalidResponseError, shown
 
@@ -42,6 +45,109 @@ MAX_LISTED_OUTPUTS: Final = 100
 # Go's zero time: PiAPI's way of saying "not yet".
 _ZERO_TIME_PREFIX: Final = "0001-01-01"
 
+logger = logging.getLogger("piapi_mcp")
+
+#: What a task makes. ``model3d`` is a GLB/OBJ file; ``text`` a caption, description or lyrics.
+OutputKind = Literal["image", "video", "audio", "model3d", "text", "file"]
+#: Output file types by URL extension: their kind and MIME type (the one table of them).
+MEDIA_TYPES: Final[Mapping[str, tuple[OutputKind, str]]] = {
+    "png": ("image", "image/png"),
+    "jpg": ("image", "image/jpeg"),
+    "jpeg": ("image", "image/jpeg"),
+    "webp": ("image", "image/webp"),
+    "gif": ("image", "image/gif"),
+    "mp4": ("video", "video/mp4"),
+    "mov": ("video", "video/quicktime"),
+    "webm": ("video", "video/webm"),
+    "mkv": ("video", "video/x-matroska"),
+    "wav": ("audio", "audio/wav"),
+    "mp3": ("audio", "audio/mpeg"),
+    "flac": ("audio", "audio/flac"),
+    "ogg": ("audio", "audio/ogg"),
+    "m4a": ("audio", "audio/mp4"),
+    "aac": ("audio", "audio/aac"),
+    "glb": ("model3d", "model/gltf-binary"),
+    "gltf": ("model3d", "model/gltf+json"),
+    "obj": ("model3d", "model/obj"),
+    "fbx": ("model3d", "application/octet-stream"),
+    "ply": ("model3d", "application/octet-stream"),
+    "stl": ("model3d", "model/stl"),
+    "usdz": ("model3d", "model/vnd.usdz+zip"),
+    "txt": ("text", "text/plain"),
+}
+#: The MIME type of an output whose URL has no known extension, by its kind.
+DEFAULT_MIME_TYPES: Final[Mapping[OutputKind, str]] = {
+    "image": "image/png",
+    "video": "video/mp4",
+    "audio": "audio/mpeg",
+    "model3d": "model/gltf-binary",
+    "text": "text/plain",
+    "file": "application/octet-stream",
+}
+#: Output keys that say what a URL under them is (exact names, lowercase)...
+_KEY_KINDS: Final[Mapping[str, OutputKind]] = {
+    "model_file": "model3d",
+    "model_file_url": "model3d",
+    "model_url": "model3d",
+    "glb": "model3d",
+    "song_path": "audio",
+    "image_path": "image",
+    "cover": "image",
+    "cover_url": "image",
+    "thumbnail": "image",
+    "last_frame": "image",
+}
+#: ...and words in a key that do, tried in this order when no exact name matched.
+_KEY_WORDS: Final[tuple[tuple[str, OutputKind], ...]] = (
+    ("image", "image"),
+    ("cover", "image"),
+    ("thumbnail", "image"),
+    ("frame", "image"),
+    ("video", "video"),
+    ("audio", "audio"),
+    ("song", "audio"),
+    ("music", "audio"),
+    ("voice", "audio"),
+    ("speech", "audio"),
+    ("model", "model3d"),
+    ("mesh", "model3d"),
+)
+#: Keys whose string values are text outputs (Joycaption ``text``, Midjourney ``description``, Udio
+#: ``lyrics``).
+TEXT_KEYS: Final = frozenset({"text", "description", "lyrics", "caption"})
+#: Keys never walked into: inline bytes, not outputs (``intermediate*`` keys are skipped too).
+_SKIPPED_KEYS: Final = frozenset({"image_base64", "b64_json"})
+#: The walk goes at most this deep into an output, and looks at most at this many values.
+MAX_OUTPUT_DEPTH: Final = 16
+MAX_WALKED_VALUES: Final = 20_000
+#: A text output is cut to this many characters; all of a task's texts together to the second figure.
+MAX_TEXT_CHARS: Final = 20_000
+MAX_TEXT_TOTAL: Final = 100_000
+_CONTROL_CHARS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _lean_schema(schema: dict[str, Any]) -> None:
+    """Cut what the published output schema repeats on every task tool and no caller needs.
+
+    Titles and class docstrings go (the field names say as much), and ``anyOf [X, null]`` becomes
+    ``type: [X, "null"]``: the same JSON Schema, in a third of the bytes.
+    """
+    schema.pop("title", None)
+    schema.pop("description", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+        branches = prop.get("anyOf")
+        if not isinstance(branches, list) or {"type": "null"} not in branches or len(branches) != 2:
+            continue
+        (other,) = [branch for branch in branches if branch != {"type": "null"}]
+        if isinstance(other.get("type"), str) and "$ref" not in other:
+            del prop["anyOf"]
+            prop.update({**other, "type": [other["type"], "null"]})
+
+
+#: The config of the models published as output schemas.
+LEAN_SCHEMA: Final = ConfigDict(json_schema_extra=_lean_schema)
+
 
 def normalize_status(raw: object) -> str:
     """PiAPI's status as lowercase, with synonyms folded (``success`` → ``completed``).
@@ -66,29 +172,35 @@ def _identifier(value: object, pattern: str) -> str | None:
 class Usage(BaseModel):
     """What a task costs, as PiAPI reports it in ``meta.usage`` (credits, not tokens)."""
 
-    type: str | None = Field(default=None, description="PiAPI's usage kind, e.g. 'llm', 'point' or 'quota'.")
-    consume: int | None = Field(
-        default=None,
-        description="PiAPI credit units charged for this task (PiAPI's `consume`; not tokens).",
-    )
-    frozen: int | None = Field(default=None, description="PiAPI credit units reserved while the task runs.")
+    model_config = LEAN_SCHEMA
+
+    #: PiAPI's usage kind, e.g. 'llm', 'point' or 'quota'.
+    type: str | None = None
+    consume: int | None = Field(default=None, description="Credit units charged (1 = $1e-7), not tokens.")
+    #: Credit units reserved while the task runs.
+    frozen: int | None = None
 
 
 class TaskError(BaseModel):
     """Why PiAPI says a task failed."""
 
-    code: int | None = Field(default=None, description="PiAPI's error code.")
-    message: str = Field(description="PiAPI's error message.")
+    model_config = LEAN_SCHEMA
+
+    code: int | None = None
+    message: str
 
 
-class ImageRef(BaseModel):
-    """One output image."""
+class OutputRef(BaseModel):
+    """One output of a task: a file PiAPI serves (``url``), or a text (``text``)."""
 
-    url: str = Field(description="Where PiAPI serves the image (PiAPI deletes outputs after a few days).")
-    path: str | None = Field(
-        default=None, description="Where the image was saved on this machine, if it was."
-    )
-    save_error: str | None = Field(default=None, description="Why saving it failed, if it did.")
+    model_config = LEAN_SCHEMA
+
+    url: str | None = Field(default=None, description="PiAPI's URL (kept a few days).")
+    kind: OutputKind
+    mime_type: str | None = None
+    path: str | None = Field(default=None, description="Saved copy on this machine.")
+    save_error: str | None = None
+    text: str | None = None
 
 
 class Task(BaseModel):
@@ -98,7 +210,8 @@ class Task(BaseModel):
     model: str | None = None
     task_type: str | None = None
     status: str
-    images: list[str] = Field(default_factory=list)
+    #: What the task made, in order; numbered from 1 in ``piapi://tasks/{id}#n`` and ``.../outputs/{n}``.
+    outputs: list[OutputRef] = Field(default_factory=list)
     usage: Usage | None = None
     error: TaskError | None = None
     created_at: datetime | None = None
@@ -111,6 +224,11 @@ class Task(BaseModel):
     def done(self) -> bool:
         """Whether the task has reached a status it never leaves."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of the outputs that are files, in order."""
+        return [output.url for output in self.outputs if output.url is not None]
 
     @property
     def duration_seconds(self) -> float | None:
@@ -137,23 +255,161 @@ def _parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _image_urls(output: object) -> list[str]:
-    """Every image URL in a task's output, in PiAPI's order, without empties or repeats."""
-    if not isinstance(output, dict):
+#: Keys longer than this say nothing of what is under them (and are not worth reading again and again).
+_MAX_KEY_CHARS: Final = 64
+
+
+def _kind_of_key(key: str) -> OutputKind | None:
+    if len(key) > _MAX_KEY_CHARS:
+        return None
+    lowered = key.lower()
+    if lowered in _KEY_KINDS:
+        return _KEY_KINDS[lowered]
+    return next((kind for word, kind in _KEY_WORDS if word in lowered), None)
+
+
+def _extension(url: str) -> str:
+    path = url.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
+    return path.rsplit(".", 1)[-1].lower() if "." in path else ""
+
+
+def mime_type_for(url: str | None, kind: OutputKind) -> str:
+    """The MIME type of an output as its URL's extension says, else as its kind's usual one."""
+    known = MEDIA_TYPES.get(_extension(url)) if url else None
+    return known[1] if known is not None and known[0] == kind else DEFAULT_MIME_TYPES[kind]
+
+
+def url_output(
+    value: object, kind: OutputKind | None = None, *, keys: Sequence[str] = ()
+) -> OutputRef | None:
+    """``value`` as a file output if it is a URL piapi-mcp uses (http(s), printable, bounded), else ``None``.
+
+    Its kind is ``kind`` when given, else the first of ``keys`` (innermost first) that says one,
+    else its extension's, else ``file``.
+    """
+    url = value.strip() if isinstance(value, str) else ""
+    if not _OUTPUT_URL.fullmatch(url):
+        return None
+    if kind is None:
+        kind = next((found for key in keys if (found := _kind_of_key(key)) is not None), None)
+    if kind is None:
+        known = MEDIA_TYPES.get(_extension(url))
+        kind = known[0] if known is not None else "file"
+    return OutputRef(url=url, kind=kind, mime_type=mime_type_for(url, kind))
+
+
+def text_output(value: object) -> OutputRef | None:
+    """``value`` as a text output (control characters dropped, length bounded), or ``None`` if empty."""
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL_CHARS.sub("", value[: MAX_TEXT_CHARS * 2]).strip()
+    if not text:
+        return None
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[: MAX_TEXT_CHARS - 1] + "…"
+    return OutputRef(kind="text", mime_type="text/plain", text=text)
+
+
+def _skipped(key: str) -> bool:
+    lowered = key[:_MAX_KEY_CHARS].lower()
+    return lowered in _SKIPPED_KEYS or lowered.startswith("intermediate")
+
+
+def _walk(output: object) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Every string in ``output`` with the keys above it (innermost first), depth first, in order.
+
+    Iterative and bounded (depth, values looked at), so no shape an upstream sends can exhaust
+    the stack or the time of a call.
+    """
+    stack: list[tuple[object, tuple[str, ...], int]] = [(output, (), 0)]
+    looked = 0
+    while stack and looked < MAX_WALKED_VALUES:
+        node, keys, depth = stack.pop()
+        looked += 1
+        if isinstance(node, str):
+            yield node, keys
+            continue
+        if depth >= MAX_OUTPUT_DEPTH:
+            continue
+        children: list[tuple[object, tuple[str, ...], int]] = []
+        if isinstance(node, dict):
+            for key, value in islice(node.items(), MAX_WALKED_VALUES):
+                if isinstance(key, str) and not _skipped(key):
+                    children.append((value, (key, *keys), depth + 1))
+        elif isinstance(node, list):
+            children = [(value, keys, depth + 1) for value in islice(node, MAX_WALKED_VALUES)]
+        stack.extend(reversed(children))
+
+
+def walk_outputs(output: object) -> list[OutputRef]:
+    """Every output in a task's ``output``, wherever it is, as PiAPI's CLI finds them.
+
+    URL strings anywhere become file outputs, classified by the keys above them first and their
+    extension second; strings under :data:`TEXT_KEYS` become text outputs. ``intermediate*`` keys
+    and inline base64 are skipped. Order is PiAPI's, without repeats, within :func:`bounded_outputs`'
+    limits.
+    """
+    found: list[OutputRef] = []
+    for value, keys in _walk(output):
+        item = url_output(value, keys=keys)
+        if item is None and keys and keys[0][:_MAX_KEY_CHARS].lower() in TEXT_KEYS:
+            item = text_output(value)
+        if item is not None:
+            found.append(item)
+    return bounded_outputs(found)
+
+
+def bounded_outputs(outputs: Sequence[OutputRef]) -> list[OutputRef]:
+    """Outputs without repeats (same URL, or same text), at most :data:`MAX_LISTED_OUTPUTS`, texts bounded."""
+    kept: list[OutputRef] = []
+    seen: set[tuple[str | None, str | None]] = set()
+    text_left = MAX_TEXT_TOTAL
+    for output in outputs:
+        if len(kept) >= MAX_LISTED_OUTPUTS:
+            # An upstream's ten thousand URLs must not become ten thousand lines of every result.
+            break
+        if output.url is None and not output.text:
+            continue
+        identity = (output.url, None if output.url else output.text)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        if output.text is not None and output.url is None:
+            if text_left <= 0:
+                continue
+            if len(output.text) > text_left:
+                output = output.model_copy(update={"text": output.text[: max(0, text_left - 1)] + "…"})
+            text_left -= len(output.text or "")
+        kept.append(output)
+    return kept
+
+
+#: A family's own reading of a task's ``output`` (``TaskSpec.parse_outputs``), for shapes the walk gets wrong.
+OutputParser = Callable[[Mapping[str, Any]], list[OutputRef]]
+
+
+def task_outputs(
+    model: str | None, task_type: str | None, output: Mapping[str, Any] | None
+) -> list[OutputRef]:
+    """A task's outputs: its catalog entry's parser when it has one, else :func:`walk_outputs`.
+
+    A parser that fails on an unexpected shape falls back to the walk; either way the result is
+    :func:`bounded_outputs`.
+    """
+    if output is None:
         return []
-    found: list[str] = []
-    for key, value in output.items():
-        if not isinstance(key, str) or "intermediate" in key:
-            continue
-        if not (key.endswith("image_url") or key.endswith("image_urls")):
-            continue
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            url = item.strip() if isinstance(item, str) else ""
-            if _OUTPUT_URL.fullmatch(url) and url not in found:
-                found.append(url)
-    # An upstream's ten thousand URLs must not become ten thousand lines of every result.
-    return found[:MAX_LISTED_OUTPUTS]
+    # The catalog's specs are built on this module, so it is looked up when a task is read.
+    from piapi_mcp import catalog
+
+    spec = catalog.CATALOG.find(model, task_type) if model and task_type else None
+    parser = spec.parse_outputs if spec is not None else None
+    found: list[OutputRef] | None = None
+    if parser is not None:
+        try:
+            found = parser(output)
+        except Exception:  # an upstream shape the parser did not expect: the walk still finds its URLs
+            logger.warning("the %s %s output parser failed; outputs found by walking", model, task_type)
+    return bounded_outputs(found if found is not None else walk_outputs(output))
 
 
 def _task_error(raw: object, status: str) -> TaskError | None:
@@ -216,12 +472,14 @@ def parse_task(data: object, *, expected_id: str | None = None) -> Task:
         )
     output = raw.get("output") if isinstance(raw.get("output"), dict) else None
     task_input = raw.get("input") if isinstance(raw.get("input"), dict) else None
+    model = _identifier(raw.get("model"), MODEL_PATTERN)
+    task_type = _identifier(raw.get("task_type"), TASK_TYPE_PATTERN)
     return Task(
         task_id=raw_id,
-        model=_identifier(raw.get("model"), MODEL_PATTERN),
-        task_type=_identifier(raw.get("task_type"), TASK_TYPE_PATTERN),
+        model=model,
+        task_type=task_type,
         status=status,
-        images=_image_urls(output),
+        outputs=task_outputs(model, task_type, output),
         usage=usage,
         error=error,
         created_at=_parse_time(meta.get("created_at")),
@@ -242,30 +500,21 @@ def _count(value: object) -> int | None:
 class TaskResult(BaseModel):
     """What every piapi-mcp tool returns about a task (the tool's structured content)."""
 
-    task_id: str = Field(description="PiAPI's id for the task; keep it to fetch the result later.")
-    model: str | None = Field(description="PiAPI model, e.g. 'Qubico/flux1-dev-advanced'.")
-    task_type: str | None = Field(description="PiAPI task type, e.g. 'kontext'.")
-    status: str = Field(
-        description="Lowercase PiAPI status: pending, processing, staged, completed, failed, cancelled, or "
-        "another value PiAPI sent (treated as not finished)."
-    )
-    done: bool = Field(description="True once the task is completed, failed or cancelled.")
-    images: list[ImageRef] = Field(description="Output images, in PiAPI's order (empty until completed).")
-    usage: Usage | None = Field(description="PiAPI credits charged, as PiAPI reports them.")
-    error: TaskError | None = Field(description="PiAPI's error when the task failed, else null.")
-    created_at: datetime | None = Field(description="When PiAPI accepted the task.")
-    started_at: datetime | None = Field(description="When PiAPI started processing it.")
-    ended_at: datetime | None = Field(description="When it finished.")
-    elapsed_seconds: float | None = Field(
-        description="Seconds since PiAPI accepted the task (or its total run time once done)."
-    )
-    eta_seconds: float | None = Field(description="Estimated seconds left, when one can be estimated.")
-    next: str | None = Field(description="What to do next while the task is not done; null once done.")
-    simulated: bool = Field(
-        description="True when this came from the built-in PiAPI simulator (no credits used)."
-    )
-    reused: bool = Field(
-        default=False,
-        description="True when this call returned a task created moments ago for the same request, "
-        "instead of creating and paying for a second one.",
-    )
+    model_config = LEAN_SCHEMA
+
+    task_id: str
+    model: str | None
+    task_type: str | None
+    status: str = Field(description="Lowercase: pending, processing, completed, failed, cancelled, ...")
+    done: bool
+    outputs: list[OutputRef] = Field(description="What the task made, in order (#n in piapi:// links).")
+    usage: Usage | None
+    error: TaskError | None
+    created_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    elapsed_seconds: float | None
+    eta_seconds: float | None
+    next: str | None = Field(description="What to do while the task is not done.")
+    simulated: bool = Field(description="From the built-in simulator (no credits used).")
+    reused: bool = Field(default=False, description="An identical recent request's task, not a new one.")

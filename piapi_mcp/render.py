@@ -1,13 +1,15 @@
 """Outcomes as MCP results: the text, the typed structured content, previews and resource links.
 
 The workflow (``piapi_mcp.tasks``) says where a task is; this module says it to the caller: one
-summary a person can read, the :class:`~piapi_mcp.models.TaskResult` a program can, a thumbnail
-the model can look at, and links to every output, its saved copy and the task itself.
+summary a person can read (with any text output in full), the :class:`~piapi_mcp.models.TaskResult`
+a program can, a thumbnail of image outputs the model can look at, and links to every file output
+(with its MIME type), its saved copy and the task itself.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,15 @@ from pydantic import BaseModel, Field
 from piapi_mcp.config import DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import shown
 from piapi_mcp.ledger import LedgerEntry
-from piapi_mcp.media import MAX_PREVIEWS, SavedImage, make_preview
-from piapi_mcp.models import CANCELLED, COMPLETED, FAILED, ImageRef, Task, TaskResult
+from piapi_mcp.media import MAX_PREVIEWS, SavedOutput, make_preview
+from piapi_mcp.models import CANCELLED, COMPLETED, FAILED, LEAN_SCHEMA, OutputRef, Task, TaskResult
 from piapi_mcp.tasks import Listing, Outcome, ServerSettings
 
 
 class TaskList(BaseModel):
     """The tasks this server has created, newest first (``list_tasks``'s structured content)."""
+
+    model_config = LEAN_SCHEMA
 
     tasks: list[LedgerEntry] = Field(description="Recorded tasks, newest first.")
     ledger: str | None = Field(description="The ledger file on this machine (null when kept in memory).")
@@ -51,18 +55,22 @@ class Renderer:
         elapsed: float | None,
         eta: float | None,
         reused: bool = False,
-        saved: tuple[SavedImage, ...] | list[SavedImage] = (),
+        saved: Mapping[int, SavedOutput] | None = None,
     ) -> TaskResult:
-        """The structured content for ``task``."""
+        """The structured content for ``task``; ``saved`` by output number (from 1)."""
         done = task.done
-        by_url = {image.url: image for image in saved}
+        copies = saved or {}
+        relative_to = self._shown_relative_to()
         return TaskResult(
             task_id=task.task_id,
             model=task.model,
             task_type=task.task_type,
             status=task.status,
             done=done,
-            images=[_image_ref(url, by_url.get(url), self._shown_relative_to()) for url in task.images],
+            outputs=[
+                _output_ref(output, copies.get(index), relative_to)
+                for index, output in enumerate(task.outputs, start=1)
+            ],
             usage=task.usage,
             error=task.error if task.status == FAILED else None,
             created_at=task.created_at,
@@ -86,7 +94,7 @@ class Renderer:
 
     async def result(self, outcome: Outcome) -> CallToolResult:
         """The tool result for ``outcome``: summary text, previews, links; an error when the task failed."""
-        task, saved = outcome.task, list(outcome.saved)
+        task, saved = outcome.task, outcome.saved
         structured = self.task_result(
             task, elapsed=outcome.elapsed, eta=outcome.eta, reused=outcome.reused, saved=saved
         )
@@ -97,42 +105,29 @@ class Renderer:
             text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: no credits were used.)"
         content: list[Any] = [TextContent(type="text", text=text)]
         if self.settings.preview:
-            for copy in saved[:MAX_PREVIEWS]:
-                source = copy.path or copy.data
-                # Pillow works outside the GIL: other calls' polls keep flowing meanwhile.
-                preview = (
-                    await anyio.to_thread.run_sync(make_preview, source, copy.kind, limiter=self._image_work)
-                    if source is not None
-                    else None
-                )
-                if preview is not None:
-                    data, mime_type = preview
-                    content.append(
-                        ImageContent(
-                            type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type
-                        )
-                    )
-        by_url = {copy.url: copy for copy in saved}
-        for index, image in enumerate(structured.images, start=1):
-            output = by_url.get(image.url)
-            known = output.kind.mime_type if output is not None and output.kind is not None else None
+            content.extend(await self._previews(saved))
+        for index, output in enumerate(structured.outputs, start=1):
+            if output.url is None:
+                continue
+            copy = saved.get(index)
+            what = _KIND_WORDS.get(output.kind, output.kind)
             content.append(
                 ResourceLink(
                     type="resource_link",
-                    name=f"{task.task_id}-image-{index}",
-                    title=f"Output image {index} of PiAPI task {task.task_id}",
-                    uri=image.url,
-                    mime_type=known or _image_mime_type(image.url),
+                    name=f"{task.task_id}-output-{index}",
+                    title=f"Output {index} of PiAPI task {task.task_id} ({what})",
+                    uri=output.url,
+                    mime_type=output.mime_type,
                 )
             )
-            if output is not None and output.path is not None and not self.settings.relative_output_paths:
+            if copy is not None and copy.path is not None and not self.settings.relative_output_paths:
                 content.append(
                     ResourceLink(
                         type="resource_link",
-                        name=f"{task.task_id}-image-{index}-file",
-                        title=f"Saved copy of output image {index}",
-                        uri=output.path.as_uri(),
-                        mime_type=known or _image_mime_type(str(output.path)),
+                        name=f"{task.task_id}-output-{index}-file",
+                        title=f"Saved copy of output {index} ({what})",
+                        uri=copy.path.as_uri(),
+                        mime_type=output.mime_type,
                     )
                 )
         content.append(
@@ -149,6 +144,30 @@ class Renderer:
             structured_content=structured.model_dump(mode="json"),
             is_error=task.status == FAILED,
         )
+
+    async def _previews(self, saved: Mapping[int, SavedOutput]) -> list[ImageContent]:
+        """Thumbnails of the first image outputs (other kinds have none)."""
+        previews: list[ImageContent] = []
+        tried = 0
+        for _, copy in sorted(saved.items()):
+            source = copy.path or copy.data
+            if source is None or copy.kind is None or copy.kind.pil_format is None:
+                continue
+            if tried >= MAX_PREVIEWS:
+                break
+            tried += 1
+            # Pillow works outside the GIL: other calls' polls keep flowing meanwhile.
+            preview = await anyio.to_thread.run_sync(
+                make_preview, source, copy.kind, limiter=self._image_work
+            )
+            if preview is not None:
+                data, mime_type = preview
+                previews.append(
+                    ImageContent(
+                        type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type
+                    )
+                )
+        return previews
 
     def listing(self, listing: Listing, status: str | None) -> tuple[str, dict[str, Any]]:
         """``list_tasks``'s text and structured content."""
@@ -180,22 +199,43 @@ def resume_hint(task_id: str) -> str:
     )
 
 
+#: How results name one output of each kind, and several.
+_KIND_WORDS: dict[str, str] = {"audio": "audio file", "model3d": "3D model"}
+_PLURALS: dict[str, str] = {"audio": "audio files", "model3d": "3D models", "text": "texts"}
+
+
+def count_outputs(outputs: list[OutputRef]) -> str:
+    """``"1 video"``, ``"2 images and 1 text"``: the outputs by kind, in order of first appearance."""
+    counts: dict[str, int] = {}
+    for output in outputs:
+        counts[output.kind] = counts.get(output.kind, 0) + 1
+    parts = []
+    for kind, n in counts.items():
+        word = _KIND_WORDS.get(kind, kind)
+        parts.append(f"{n} {word if n == 1 else _PLURALS.get(kind, word + 's')}")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def summary(result: TaskResult) -> str:
-    """The result's first line(s), for the person and the model."""
+    """The result's first line(s), for the person and the model: each file's URL, each text in full."""
     tid = result.task_id
     if result.status == COMPLETED:
         took = f" in {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
-        if not result.images:
-            return f"PiAPI task {tid} completed{took}, but PiAPI returned no image URL."
-        urls = "\n".join(image.url for image in result.images)
-        count = "1 image" if len(result.images) == 1 else f"{len(result.images)} images"
-        return f"PiAPI task {tid} completed{took}: {count}.\n{urls}"
+        if not result.outputs:
+            return f"PiAPI task {tid} completed{took}, but PiAPI returned no output."
+        lines = []
+        for index, output in enumerate(result.outputs, start=1):
+            if output.url is not None:
+                lines.append(output.url)
+            else:
+                lines.append(f"Text output {index}:\n{output.text}")
+        return f"PiAPI task {tid} completed{took}: {count_outputs(result.outputs)}.\n" + "\n".join(lines)
     if result.status == FAILED:
         reason = result.error.message if result.error else "no reason given"
         code = f" (code {result.error.code})" if result.error and result.error.code else ""
         return (
             f"PiAPI task {tid} failed: {reason}{code}. Nothing was produced; try again with a "
-            "different prompt or image."
+            "different prompt or input."
         )
     if result.status == CANCELLED:
         return f"PiAPI task {tid} was cancelled before it ran, so it produced nothing."
@@ -209,24 +249,17 @@ def summary(result: TaskResult) -> str:
     )
 
 
-def _image_ref(url: str, saved: SavedImage | None, relative_to: Path | None = None) -> ImageRef:
-    """One output as results show it; with ``relative_to``, its saved path relative to that folder."""
+def _output_ref(output: OutputRef, saved: SavedOutput | None, relative_to: Path | None = None) -> OutputRef:
+    """One output as results show it: its saved copy (relative to ``relative_to`` when given) and the MIME
+    type its content was judged to be, once saved."""
     if saved is None:
-        return ImageRef(url=url)
+        return output
     path = saved.path
     if path is not None and relative_to is not None:
         path = Path(path.name) if path.parent.resolve() == relative_to.resolve() else None
-    return ImageRef(url=url, path=str(path) if path else None, save_error=saved.error)
-
-
-def _image_mime_type(url: str) -> str:
-    path = url.split("?", 1)[0].lower()
-    for suffix, mime in (
-        (".jpg", "image/jpeg"),
-        (".jpeg", "image/jpeg"),
-        (".webp", "image/webp"),
-        (".gif", "image/gif"),
-    ):
-        if path.endswith(suffix):
-            return mime
-    return "image/png"
+    update: dict[str, Any] = {"path": str(path) if path else None, "save_error": saved.error}
+    if saved.kind is not None:
+        update["mime_type"] = saved.kind.mime_type
+        if output.kind == "file":  # a URL that said nothing of itself: its content does
+            update["kind"] = saved.kind.kind
+    return output.model_copy(update=update)

@@ -2,25 +2,28 @@
 
 One tool per curated catalog entry (generated from its spec: the input schema is the spec's input
 model), plus ``get_task``, ``cancel_task`` and ``list_tasks``; resources ``piapi://tasks``,
-``piapi://tasks/{task_id}`` and ``piapi://tasks/{task_id}/images/{n}``. Every tool reports the
+``piapi://tasks/{task_id}`` and ``piapi://tasks/{task_id}/outputs/{n}``. Every tool reports the
 task id in its first progress message, so a host that cuts the call off still has it. What the
 tools do is :class:`~piapi_mcp.tasks.TaskService`'s; how results read is ``piapi_mcp.render``'s.
 """
 
 import json
 import logging
+import re
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AnyUrl, BaseModel, Field, ValidationError
 
 from piapi_mcp.arguments import describe_invalid_arguments, describe_unknown_arguments, model_arguments
 from piapi_mcp.catalog import CATALOG, TaskSpec
@@ -29,7 +32,7 @@ from piapi_mcp.config import MAX_WAIT_SECONDS
 from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
-from piapi_mcp.media import paths_from_roots
+from piapi_mcp.media import output_mime_type, paths_from_roots
 from piapi_mcp.models import TASK_ID_PATTERN, TaskResult
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
@@ -76,8 +79,32 @@ READS_LOCAL: Final = ToolAnnotations(
 __all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "create_server"]
 
 
+#: Any output of a task; the template's MIME type says "some file", each read says what it is.
+OUTPUT_RESOURCE: Final = "piapi://tasks/{task_id}/outputs/{n}"
+OUTPUT_RESOURCE_MIME_TYPE: Final = "application/octet-stream"
+_OUTPUT_URI: Final = re.compile(r"^piapi://tasks/[^/]+/outputs/\d+$")
+
+
 class PiAPIMCPServer(MCPServer[Any]):
     """``MCPServer`` whose every tool failure reads as one sentence."""
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        """Read a resource; a task output's read carries the MIME type of its content.
+
+        A template declares one MIME type for every URI it matches, but output ``n`` may be a PNG, an
+        MP4 or a text: its bytes (only allowed formats are ever saved or fetched) say which.
+        """
+        read = await super().read_resource(uri, context)
+        if isinstance(read, InputRequiredResult) or not _OUTPUT_URI.match(str(uri)):
+            return read
+        return [
+            replace(part, mime_type=output_mime_type(part.content))
+            if isinstance(part.content, bytes)
+            else part
+            for part in read
+        ]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -233,15 +260,16 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         return renderer.task_result(task, elapsed=None, eta=None).model_dump_json(indent=2)
 
     @server.resource(
-        "piapi://tasks/{task_id}/images/{n}",
-        name="piapi-task-image",
-        title="Output image of a PiAPI task",
-        description="Output image n (from 1) of a task: the saved copy if there is one, else fetched "
-        "from PiAPI.",
-        mime_type="image/png",
+        OUTPUT_RESOURCE,
+        name="piapi-task-output",
+        title="Output of a PiAPI task",
+        description="Output n (from 1, as numbered in the task's outputs) of a task: the saved copy if "
+        "there is one, else fetched from PiAPI; a text output as UTF-8 text. Each read names its own "
+        "MIME type (image/png, video/mp4, audio/wav, model/gltf-binary, text/plain...).",
+        mime_type=OUTPUT_RESOURCE_MIME_TYPE,
     )
-    async def task_image_resource(task_id: str, n: str) -> bytes:
-        """The bytes of output image ``n`` of a task."""
+    async def task_output_resource(task_id: str, n: str) -> bytes:
+        """The bytes of output ``n`` of a task."""
         with _as_resource_error():
             return await service.output_bytes(task_id, n)
 

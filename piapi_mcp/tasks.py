@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,8 +49,9 @@ from piapi_mcp.media import (
     ImageResolver,
     OutputGuard,
     OutputSaver,
+    OutputTooLarge,
     Resolver,
-    SavedImage,
+    SavedOutput,
 )
 from piapi_mcp.models import CANCELLED, COMPLETED, Task, valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
@@ -155,7 +156,8 @@ class Outcome:
     task: Task
     elapsed: float | None
     eta: float | None
-    saved: Sequence[SavedImage] = ()
+    #: What was saved (or fetched for a preview) of each file output, by its number in ``task.outputs``.
+    saved: Mapping[int, SavedOutput] = field(default_factory=dict)
     note: str | None = None
     reused: bool = False
 
@@ -440,7 +442,10 @@ class TaskService:
                     use_roots = self.settings.use_client_roots and call.roots is not None
                     roots = list(await call.roots()) if use_roots and call.roots is not None else []
                 try:
-                    urls.append((await self._resolver.resolve(item, roots=roots or ())).url)
+                    resolved_item = await self._resolver.resolve(
+                        item, roots=roots or (), kind=request.media[name].kind
+                    )
+                    urls.append(resolved_item.url)
                 except ImageInputError as err:
                     raise CallFailed(f"{err} Nothing was uploaded and no task was created.") from err
                 except PiAPIError as err:
@@ -577,26 +582,35 @@ class TaskService:
     async def output_bytes(self, task_id: str, n: str) -> bytes:
         """The bytes of output ``n`` (from 1) of a task: the saved copy, else fetched the guarded way.
 
+        A text output is its text, in UTF-8.
+
         Raises:
             CallFailed: no such output, or it cannot be fetched (the sentence says why).
         """
         if not valid_task_id(task_id) or not n.isdigit() or int(n) < 1:
-            raise CallFailed(f"piapi://tasks/{task_id}/images/{n} names no task image.")
+            raise CallFailed(f"piapi://tasks/{task_id}/outputs/{n} names no task output.")
         index = int(n)
         saver = self.settings.outputs
         if saver is not None and (saved := saver.existing(task_id, index)) is not None:
-            with suppress(ImageInputError):  # gone or swapped meanwhile: fetch it again
+            try:
                 return saver.read_saved(saved)
+            except OutputTooLarge as err:
+                raise CallFailed(f"Output {n} of task {task_id}: {err}.") from err
+            except ImageInputError:
+                pass  # gone or swapped meanwhile: fetch it again
         task = await self.state(task_id)
-        if not 1 <= index <= len(task.images):
-            raise CallFailed(f"Task {task_id} has {len(task.images)} output image(s); there is no image {n}.")
+        if not 1 <= index <= len(task.outputs):
+            raise CallFailed(f"Task {task_id} has {len(task.outputs)} output(s); there is no output {n}.")
+        output = task.outputs[index - 1]
+        if output.url is None:
+            return (output.text or "").encode("utf-8")
         fetcher = saver or OutputSaver(self.client.http_client, None)
         deadline = self.clock.monotonic() + fetcher.download_seconds
         try:
             # The same guarded path as saving: public addresses only, allowed formats only.
-            return await fetcher.download(task.images[index - 1], self.guard, self.clock, deadline=deadline)
+            return await fetcher.download(output.url, self.guard, self.clock, deadline=deadline)
         except ImageInputError as err:
-            raise CallFailed(f"Image {n} of task {task_id}: {err}.") from err
+            raise CallFailed(f"Output {n} of task {task_id}: {err}.") from err
 
     async def _get(self, task_id: str) -> Task:
         try:
@@ -717,19 +731,19 @@ class TaskService:
         floor = self.clock.monotonic() + DOWNLOAD_FLOOR_SECONDS
         saved = await self._outputs(task, floor if deadline is None else max(deadline, floor))
         # The one place a state reaches the caller, so the one place it is written to the ledger.
-        paths = [str(image.path) for image in saved if image.path is not None]
+        paths = [str(copy.path) for copy in saved.values() if copy.path is not None]
         await self._write_ledger(
             lambda: self.ledger.record_seen(task, local_paths=paths or None), key=task.task_id
         )
         return Outcome(task, elapsed=elapsed, eta=eta, saved=saved, note=note, reused=reused)
 
-    async def _outputs(self, task: Task, deadline: float) -> list[SavedImage]:
-        """Save a completed task's outputs (or fetch some for previews) until ``deadline``; never raises."""
-        if task.status != COMPLETED or not task.images:
-            return []
+    async def _outputs(self, task: Task, deadline: float) -> dict[int, SavedOutput]:
+        """Save a completed task's file outputs (or fetch images to preview) by ``deadline``; never raises."""
+        if task.status != COMPLETED or not task.urls:
+            return {}
         saver = self.settings.outputs
         if saver is None or (saver.folder is None and not self.settings.preview):
-            return []
+            return {}
         previews = MAX_PREVIEWS if self.settings.preview else 0
         return await saver.save(task, self.guard, self.clock, deadline=deadline, previews=previews)
 

@@ -1,7 +1,7 @@
 """Every catalog spec, checked the same way: its example, the simulator running it, its recorded sample.
 
 A spec's recorded sample (``tests/samples/<model with / as __>__<task_type>.json``) is the ``data``
-of PiAPI's documented get-task answer for that pair, its source in ``_source``. The simulator must
+of PiAPI's documented get-task answer for that pair, with its source beside it (``source``). The simulator must
 answer a completed task in that shape, with files of the spec's kind behind every URL.
 """
 
@@ -34,9 +34,12 @@ def spec_id(spec: TaskSpec) -> str:
 
 
 def sample_of(spec: TaskSpec) -> dict[str, Any]:
+    """The recorded get-task ``data`` of the spec's pair (the file also names its source)."""
     path = SAMPLES / f"{spec.model.replace('/', '__')}__{spec.task_type}.json"
-    sample: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return sample
+    recorded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    assert recorded["source"], f"{path.name} does not say where it comes from"
+    data: dict[str, Any] = recorded["data"]
+    return data
 
 
 def client_for(http: httpx2.AsyncClient, clock: ManualClock) -> PiAPIClient:
@@ -108,13 +111,14 @@ async def test_the_simulator_completes_every_spec_example_with_its_kind_of_outpu
 
 @pytest.mark.parametrize("spec", SPECS, ids=spec_id)
 def test_the_recorded_sample_of_every_spec_parses_into_a_task(spec: TaskSpec) -> None:
+    """The spec's output parser (or the generic walk) reads PiAPI's documented answer for its pair."""
     sample = sample_of(spec)
-    assert sample["_source"].strip()
 
     task = parse_task(sample)
 
     assert (task.task_id, task.model, task.task_type) == (sample["task_id"], spec.model, spec.task_type)
     assert task.status == "completed" and task.done
+    assert spec.output in {output.kind for output in task.outputs}, task.outputs
     assert task.output is not None and task.output == sample["output"]
     if spec.output == "text":
         assert any(isinstance(value, str) and value for value in task.output.values())

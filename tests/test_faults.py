@@ -320,7 +320,7 @@ async def test_kontext_edit_under_a_fault_answers_in_budget_and_keeps_every_task
     elif case.outcome == "completed":
         assert not result.is_error, message
         assert (data["status"], data["done"]) == ("completed", True), message
-        assert len(data["images"]) == 1 and data["images"][0]["url"].startswith(f"{SIM_BASE_URL}/temp/")
+        assert len(data["outputs"]) == 1 and data["outputs"][0]["url"].startswith(f"{SIM_BASE_URL}/temp/")
     else:
         assert not result.is_error, message
         assert data["done"] is False and data["task_id"] in data["next"], message

@@ -43,8 +43,8 @@ async def test_get_task_of_a_finished_task_returns_its_image(mcp_client: Client,
     result = await mcp_client.call_tool("get_task", {"task_id": task_id})
 
     data = result.structured_content or {}
-    assert data["status"] == "completed" and data["images"]
-    assert data["images"][0]["url"] in text_of(result)
+    assert data["status"] == "completed" and data["outputs"]
+    assert data["outputs"][0]["url"] in text_of(result)
 
 
 async def test_get_task_with_an_unknown_id_says_no_such_task(mcp_client: Client) -> None:
@@ -110,7 +110,7 @@ async def test_task_resource_is_the_normalised_task_as_json(mcp_client: Client, 
     (content,) = contents
     assert isinstance(content, TextResourceContents) and content.mime_type == "application/json"
     task = json.loads(content.text)
-    assert task["task_id"] == task_id and task["status"] == "completed" and task["images"]
+    assert task["task_id"] == task_id and task["status"] == "completed" and task["outputs"]
 
 
 async def test_task_resource_templates_are_listed(mcp_client: Client) -> None:
@@ -119,5 +119,5 @@ async def test_task_resource_templates_are_listed(mcp_client: Client) -> None:
 
     assert sorted(t.uri_template for t in templates) == [
         "piapi://tasks/{task_id}",
-        "piapi://tasks/{task_id}/images/{n}",
+        "piapi://tasks/{task_id}/outputs/{n}",
     ]

@@ -123,7 +123,7 @@ async def edit(session: Client, **extra: Any) -> Any:
 
 
 def images_of(result: Any) -> list[dict[str, Any]]:
-    return list((result.structured_content or {})["images"])
+    return list((result.structured_content or {})["outputs"])
 
 
 def previews(result: Any) -> list[ImageContent]:
@@ -267,7 +267,7 @@ async def test_a_link_planted_under_an_outputs_name_is_neither_taken_as_saved_no
     async with Client(server) as session:
         result = await edit(session)
         try:
-            read = (await session.read_resource("piapi://tasks/fixed-task/images/1")).contents
+            read = (await session.read_resource("piapi://tasks/fixed-task/outputs/1")).contents
         except MCPError:
             read = []
 
@@ -423,7 +423,7 @@ async def test_the_task_image_resource_takes_the_same_guarded_path(
     recorded_http: httpx2.AsyncClient,
     recording: Recording,
 ) -> None:
-    """piapi://tasks/{id}/images/1 does not fetch (and serve back) the cloud metadata address."""
+    """piapi://tasks/{id}/outputs/1 does not fetch (and serve back) the cloud metadata address."""
     serve_outputs(simulator, "http://169.254.169.254/latest/meta-data/")
     server = make_server(simulator, clock, recorded_http, resolver=resolver_for(HOSTS))
 
@@ -431,7 +431,7 @@ async def test_the_task_image_resource_takes_the_same_guarded_path(
         result = await edit(session)
         task_id = (result.structured_content or {})["task_id"]
         with pytest.raises(MCPError) as refused:
-            await session.read_resource(f"piapi://tasks/{task_id}/images/1")
+            await session.read_resource(f"piapi://tasks/{task_id}/outputs/1")
 
     assert "169.254.169.254" in str(refused.value)
     assert "169.254.169.254" not in recording.hosts
@@ -447,7 +447,7 @@ async def test_the_task_image_resource_refuses_bytes_in_no_allowed_format(
     async with Client(server) as session:
         task_id = ((await edit(session)).structured_content or {})["task_id"]
         with pytest.raises(MCPError) as refused:
-            await session.read_resource(f"piapi://tasks/{task_id}/images/1")
+            await session.read_resource(f"piapi://tasks/{task_id}/outputs/1")
 
     assert "HTML" in str(refused.value)
 

@@ -378,6 +378,6 @@ async def test_an_answer_with_thousands_of_output_urls_lists_a_bounded_number(ri
 
     result = await rig.call("get_task", {"task_id": (created.structured_content or {})["task_id"]})
 
-    listed = (result.structured_content or {})["images"]
+    listed = (result.structured_content or {})["outputs"]
     assert 0 < len(listed) <= 100 and listed[0]["url"] == urls[0]
     assert len(result.model_dump_json()) < 100_000

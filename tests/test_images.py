@@ -110,7 +110,7 @@ async def test_a_task_reference_reuses_an_earlier_output_without_uploading(
     """piapi://tasks/{id} edits the result of an earlier task."""
     first = await edit(client, "https://example.com/in.png")
     first_id = (first.structured_content or {})["task_id"]
-    first_url = (first.structured_content or {})["images"][0]["url"]
+    first_url = (first.structured_content or {})["outputs"][0]["url"]
 
     second = await client.call_tool(
         "kontext_edit", {"prompt": "now add a moon", "image": f"piapi://tasks/{first_id}#1"}
@@ -234,7 +234,7 @@ async def test_a_completed_result_has_a_small_preview_the_url_and_the_saved_file
     assert preview.mime_type == "image/jpeg" and len(preview.data) <= 150 * 1024
     with Image.open(io.BytesIO(base64.b64decode(preview.data))) as thumb:
         assert max(thumb.size) <= 768
-    image = (result.structured_content or {})["images"][0]
+    image = (result.structured_content or {})["outputs"][0]
     links = [block.uri for block in result.content if isinstance(block, ResourceLink)]
     saved = Path(image["path"])
     assert image["url"] in links and saved.as_uri() in links
@@ -243,14 +243,14 @@ async def test_a_completed_result_has_a_small_preview_the_url_and_the_saved_file
 
 
 async def test_the_task_image_resource_serves_the_saved_bytes(client: Client) -> None:
-    """piapi://tasks/{id}/images/1 returns the saved file as a blob."""
+    """piapi://tasks/{id}/outputs/1 returns the saved file as a blob."""
     result = await edit(client, "https://example.com/in.png")
     data = result.structured_content or {}
 
-    (content,) = (await client.read_resource(f"piapi://tasks/{data['task_id']}/images/1")).contents
+    (content,) = (await client.read_resource(f"piapi://tasks/{data['task_id']}/outputs/1")).contents
 
     assert isinstance(content, BlobResourceContents)
-    assert base64.b64decode(content.blob) == Path(data["images"][0]["path"]).read_bytes()
+    assert base64.b64decode(content.blob) == Path(data["outputs"][0]["path"]).read_bytes()
 
 
 async def test_fetching_an_output_twice_does_not_save_it_twice(client: Client, outputs: Path) -> None:
@@ -260,8 +260,8 @@ async def test_fetching_an_output_twice_does_not_save_it_twice(client: Client, o
 
     again = await client.call_tool("get_task", {"task_id": task_id})
 
-    assert (again.structured_content or {})["images"][0]["path"] == (result.structured_content or {})[
-        "images"
+    assert (again.structured_content or {})["outputs"][0]["path"] == (result.structured_content or {})[
+        "outputs"
     ][0]["path"]
     assert len(list(outputs.iterdir())) == 1
 
@@ -275,7 +275,7 @@ async def test_a_failed_download_is_reported_beside_the_url_not_as_a_failure(
     result = await edit(client, "https://example.com/in.png")
 
     assert not result.is_error
-    image = (result.structured_content or {})["images"][0]
+    image = (result.structured_content or {})["outputs"][0]
     assert image["path"] is None and "HTTP 404" in image["save_error"]
     assert previews(result) == []
 
@@ -289,7 +289,7 @@ async def test_previews_and_saving_can_be_turned_off(
         result = await edit(session, "https://example.com/in.png")
 
     assert previews(result) == []
-    assert (result.structured_content or {})["images"][0]["path"] is None
+    assert (result.structured_content or {})["outputs"][0]["path"] is None
 
 
 async def test_stdio_server_takes_a_local_file_a_data_uri_and_a_task_reference(
@@ -322,7 +322,7 @@ async def test_stdio_server_takes_a_local_file_a_data_uri_and_a_task_reference(
         assert not result.is_error, text_of(result)
     assert all(task.input["image"].startswith("http://127.0.0.1:") for task in simulator.tasks.values())
     assert len(simulator.uploads) == 2 and simulator.created_count == 3
-    saved = Path((finished.structured_content or {})["images"][0]["path"])
+    saved = Path((finished.structured_content or {})["outputs"][0]["path"])
     assert saved.parent == outputs and saved.read_bytes().startswith(b"\x89PNG")
 
 
@@ -362,7 +362,7 @@ async def test_the_simulated_edit_is_drawn_on_the_uploaded_picture(
     for color in ("red", "blue"):
         (pictures / f"{color}.png").write_bytes(png_bytes(size=(32, 32), color=color))
         result = await edit(client, str(pictures / f"{color}.png"), width=256, height=256)
-        served = (await http.get((result.structured_content or {})["images"][0]["url"])).content
+        served = (await http.get((result.structured_content or {})["outputs"][0]["url"])).content
         with Image.open(io.BytesIO(served)) as image:
             assert image.size == (256, 256)
             colors[color] = image.convert("RGB").resize((1, 1)).getpixel((0, 0))

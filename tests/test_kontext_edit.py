@@ -39,7 +39,7 @@ async def test_edit_completes_with_image_link_task_link_and_structured_result(
     assert data["status"] == "completed" and data["done"] is True
     assert data["usage"]["consume"] == 200_000
     assert data["error"] is None and data["next"] is None
-    image_url = data["images"][0]["url"]
+    image_url = data["outputs"][0]["url"]
     assert [(link.uri, link.mime_type) for link in links_of(result)] == [
         (image_url, "image/png"),
         (f"piapi://tasks/{task_id}", "application/json"),
@@ -315,7 +315,7 @@ async def test_piapi_envelope_variants_are_understood(
 
     data = result.structured_content or {}
     assert data["status"] == "completed" and data["done"] is True
-    assert len(data["images"]) == 1 and data["images"][0]["url"].startswith("http://piapi.test/temp/")
+    assert len(data["outputs"]) == 1 and data["outputs"][0]["url"].startswith("http://piapi.test/temp/")
 
 
 async def test_output_image_link_serves_a_real_png(mcp_client: Client, http: httpx2.AsyncClient) -> None:

@@ -130,7 +130,7 @@ async def test_list_tasks_shows_recent_tasks_newest_first_with_status_filter_and
 
     assert [t["task_id"] for t in listed["tasks"]] == ids[::-1]
     assert [t["task_id"] for t in completed["tasks"]] == [ids[0]]
-    assert completed["tasks"][0]["images"] and completed["tasks"][0]["done"] is True
+    assert completed["tasks"][0]["outputs"] and completed["tasks"][0]["done"] is True
     assert [t["task_id"] for t in limited["tasks"]] == [ids[2]]
     assert listed["tasks"][0]["input"]["prompt"] == EDIT["prompt"]
 

@@ -188,7 +188,7 @@ async def test_a_stdio_server_killed_mid_wait_loses_no_task_and_a_restarted_one_
                     data = done.structured_content or {}
                     assert not done.is_error, text_of(done)
                     assert (data["task_id"], data["status"], data["done"]) == (task_id, "completed", True)
-                    assert data["images"] and data["images"][0]["url"].startswith(f"{sim_url}/temp/")
+                    assert data["outputs"] and data["outputs"][0]["url"].startswith(f"{sim_url}/temp/")
 
                     completed = await transcript.call(client, "list_tasks", {"status": "completed"})
                     assert [e["task_id"] for e in (completed.structured_content or {})["tasks"]] == [task_id]

@@ -96,8 +96,8 @@ async def test_stdio_server_reports_task_id_first_and_completes_after_simulated_
                 assert not done.is_error, _text(done)
                 assert (result["status"], result["done"]) == ("completed", True)
                 image_url = f"{sim_url}/temp/{task_id}.png"
-                assert [image["url"] for image in result["images"]] == [image_url]
-                saved = Path(_structured(done)["images"][0]["path"])
+                assert [image["url"] for image in result["outputs"]] == [image_url]
+                saved = Path(_structured(done)["outputs"][0]["path"])
                 assert _links(done) == [image_url, saved.as_uri(), f"piapi://tasks/{task_id}"]
                 assert saved.parent == Path(os.environ["PIAPI_OUTPUT_DIR"])
                 assert task_id in first[0]

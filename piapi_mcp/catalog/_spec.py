@@ -11,14 +11,15 @@ is resolved the same way (URL, local file, ``data:`` URI, earlier output) with n
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
 
-#: What a task makes. ``model3d`` is a GLB/OBJ file; ``text`` a caption, description or lyrics.
-OutputKind = Literal["image", "video", "audio", "model3d", "text", "file"]
+from piapi_mcp.models import OutputKind as OutputKind  # re-exported: the catalog's vocabulary
+from piapi_mcp.models import OutputParser
+
 MediaKind = Literal["image", "video", "audio"]
 #: ``discontinued``/``stopped``: listed, but refused in one sentence before anything is sent.
 Status = Literal["active", "discontinued", "stopped"]
@@ -69,6 +70,9 @@ class TaskSpec:
     #: PiAPI's documented example ``output`` of a completed task of this pair (source noted where the
     #: spec is declared): the shape the simulator answers with, its URLs replaced by files it serves.
     output_example: Mapping[str, Any] = field(default_factory=dict)
+    #: How to read this task's ``output`` where the generic walk (``models.walk_outputs``) gets it
+    #: wrong (Midjourney's grid and splits, Kling's ``works[]``, Udio's ``songs[]``); ``None``: the walk.
+    parse_outputs: OutputParser | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +103,3 @@ def _media_marker(annotation: Any, metadata: list[Any]) -> MediaField | None:
         if (marker := _media_marker(arg, [])) is not None:
             return marker
     return None
-
-
-Parser = Callable[[Mapping[str, Any]], list[Any]]

@@ -9,11 +9,27 @@ from third-party code only, so they are checked no further than that.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.models import OutputRef, url_output, walk_outputs
+
+
+def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
+    """The video first (``video_url``, else ``download_url``), then its cover as an image.
+
+    Hailuo lists the cover before the video, and its documented example gives all three the same
+    URL: the generic walk would take the video for a cover.
+    """
+    video = url_output(output.get("video_url"), "video") or url_output(output.get("download_url"), "video")
+    cover = url_output(output.get("cover_url"), "image")
+    found = [item for item in (video, cover) if item is not None]
+    if video is not None and cover is not None and cover.url == video.url:
+        found = [video]
+    return found or walk_outputs(output)
 
 
 class HailuoVideoInput(BaseModel):
@@ -73,6 +89,7 @@ HAILUO_VIDEO = TaskSpec(
         "model_id": "string",
         "message": "string",
     },
+    parse_outputs=parse_outputs,
 )
 
 SPECS = (HAILUO_VIDEO,)
