@@ -8,6 +8,7 @@ model's own. Validation failures and unknown arguments become one sentence namin
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Final
@@ -23,9 +24,17 @@ _PATTERN_MEANINGS: Final = {
 }
 
 
-def describe_invalid_arguments(tool: str, error: ValidationError) -> str:
-    """One sentence naming each bad argument of ``tool`` and what it must be."""
-    problems = [_describe_problem(tool, err) for err in error.errors()]
+#: Errors pydantic itself raises about a whole object (its type), as opposed to a model validator's rule.
+_BUILT_IN_MODEL_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
+
+
+def describe_invalid_arguments(tool: str, error: ValidationError, *, within: str | None = None) -> str:
+    """One sentence naming each bad argument of ``tool`` and what it must be.
+
+    ``within`` names the argument the validated object came in (``run_task``'s ``input``), so
+    fields read ``input.prompt``.
+    """
+    problems = [_describe_problem(tool, err, within) for err in error.errors()]
     return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
 
 
@@ -40,9 +49,14 @@ def describe_unknown_arguments(tool: str, unknown: Sequence[str], known: Sequenc
     )
 
 
-def _describe_problem(tool: str, err: Any) -> str:
-    name = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+def _describe_problem(tool: str, err: Any, within: str | None = None) -> str:
+    loc = [str(part) for part in err.get("loc", ())]
     kind = err.get("type", "")
+    if not loc and kind not in _BUILT_IN_MODEL_ERRORS:
+        # A rule across fields (a model validator): its message names the fields in backticks.
+        said = str(err.get("msg", "invalid arguments"))
+        return re.sub(r"`(\w+)`", rf"`{within}.\1`", said) if within else said
+    name = ".".join([within, *loc] if within else loc) or "arguments"
     ctx = err.get("ctx") or {}
     got = shown(err.get("input"), 60)
     if kind == "missing":
@@ -65,7 +79,11 @@ def _describe_problem(tool: str, err: Any) -> str:
     if kind.startswith("string_"):
         return f"`{name}` must be a string (got {got})"
     if kind == "extra_forbidden":
+        if within is not None:
+            return f"`{name}` is not a field this task takes"
         return f"`{name}` is not an argument of {tool}"
+    if kind in ("dict_type", "model_type"):
+        return f"`{name}` must be a JSON object (got {got})"
     return f"`{name}`: {err.get('msg', 'invalid value')}"
 
 
@@ -110,3 +128,34 @@ def model_arguments(
         return wrapper
 
     return decorate
+
+
+#: Keywords whose value is a schema, or a list of them; values of others (defaults, enums) are data.
+_SUBSCHEMA_KEYWORDS: Final = frozenset(
+    {"items", "prefixItems", "anyOf", "oneOf", "allOf", "not", "additionalProperties", "if", "then", "else"}
+)
+#: Keywords whose value maps names to schemas.
+_SCHEMA_MAP_KEYWORDS: Final = frozenset({"properties", "$defs", "patternProperties"})
+
+
+def lean_schema(schema: Any) -> Any:
+    """``schema`` without the ``title`` pydantic gives every property and model (the name again, in words).
+
+    Hosts load every tool's schemas into the model's context, so bytes that say nothing cost.
+    Names (keys of ``properties`` and ``$defs``) and data (defaults, enums) are kept as they are.
+    """
+    if isinstance(schema, list):
+        return [lean_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    lean: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title":
+            continue
+        if key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
+            lean[key] = {name: lean_schema(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_KEYWORDS:
+            lean[key] = lean_schema(value)
+        else:
+            lean[key] = value
+    return lean

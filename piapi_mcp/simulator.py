@@ -520,12 +520,15 @@ def _validate_create(body: Any) -> str | None:
     if not isinstance(body, dict):
         return "body must be a JSON object"
     model, task_type = body.get("model"), body.get("task_type")
-    if not isinstance(model, str) or not isinstance(task_type, str) or CATALOG.find(model, task_type) is None:
+    spec = CATALOG.find(model, task_type) if isinstance(model, str) and isinstance(task_type, str) else None
+    if spec is None:
         return f"unsupported model/task_type {model!r}/{task_type!r}"
     task_input = body.get("input")
     if not isinstance(task_input, dict):
         return "input is required"
-    for name in ("prompt", "image"):
+    # The string fields the spec requires (Kontext: prompt and image; text-to-image: prompt).
+    required = [name for name, info in spec.input.model_fields.items() if info.is_required()]
+    for name in required:
         if not isinstance(task_input.get(name), str) or not task_input[name].strip():
             return f"input.{name} is required"
     steps = task_input.get("steps", 28)
