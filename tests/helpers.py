@@ -6,16 +6,22 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import httpx2
 from mcp import Client
 from mcp.types import CallToolResult, ResourceLink, TextContent, Tool
+from PIL import Image
 
 from piapi_mcp import ManualClock, PiAPISimulator, SimulatorControls
 from piapi_mcp.catalog import CATALOG
+from piapi_mcp.media import OutputSaver
 
 #: The tools every server has whatever the catalog holds.
 GENERIC_TOOLS: Final = frozenset({"run_task", "get_task", "cancel_task", "list_tasks"})
@@ -75,3 +81,26 @@ def published_schemas() -> dict[str, dict[str, Any]]:
 
 if __name__ == "__main__":
     print("\n".join(tools_table(anyio.run(published_tools))))
+
+
+def png_bytes(size: tuple[int, int] = (64, 48), color: str = "orange") -> bytes:
+    """A small real PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+@asynccontextmanager
+async def saving_client(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, folder: Path, **settings: Any
+) -> AsyncIterator[Client]:
+    """An MCP client on a server that reads pictures from ``folder/in`` and saves outputs (with previews)."""
+    from tests.conftest import make_server
+
+    (folder / "in").mkdir(parents=True, exist_ok=True)
+    saver = OutputSaver(http, folder / "out")
+    server = make_server(
+        simulator, clock, http, allowed_dirs=[folder / "in"], outputs=saver, preview=True, **settings
+    )
+    async with Client(server) as client:
+        yield client
