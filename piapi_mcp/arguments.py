@@ -139,10 +139,12 @@ _SCHEMA_MAP_KEYWORDS: Final = frozenset({"properties", "$defs", "patternProperti
 
 
 def lean_schema(schema: Any) -> Any:
-    """``schema`` without the ``title`` pydantic gives every property and model (the name again, in words).
+    """``schema`` without what pydantic adds for code readers: titles and the models' docstrings.
 
-    Hosts load every tool's schemas into the model's context, so bytes that say nothing cost.
-    Names (keys of ``properties`` and ``$defs``) and data (defaults, enums) are kept as they are.
+    pydantic titles every property and model (its name again, in words) and describes every model
+    object with its class docstring. Hosts load every tool's schemas into the model's context, so
+    bytes that say nothing to it cost. Property descriptions stay; names (keys of ``properties``
+    and ``$defs``) and data (defaults, enums) are kept as they are.
     """
     if isinstance(schema, list):
         return [lean_schema(item) for item in schema]
@@ -150,7 +152,7 @@ def lean_schema(schema: Any) -> Any:
         return schema
     lean: dict[str, Any] = {}
     for key, value in schema.items():
-        if key == "title":
+        if key == "title" or (key == "description" and "properties" in schema):
             continue
         if key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
             lean[key] = {name: lean_schema(sub) for name, sub in value.items()}

@@ -102,8 +102,26 @@ async def test_the_do_not_create_again_guidance_is_said_once_not_in_every_tool(m
         assert not any("again" in text for text in described), tool.name
 
 
-async def test_published_schemas_carry_no_per_property_titles(mcp_client: Client) -> None:
-    """pydantic's titles (each property's name again, in words) are not published."""
+async def test_published_schemas_carry_no_titles_and_no_model_docstrings(mcp_client: Client) -> None:
+    """pydantic's titles (each name again, in words) and class docstrings are not published; field prose is."""
     for tool in (await mcp_client.list_tools()).tools:
         for schema in (tool.input_schema, tool.output_schema or {}):
-            assert '"title"' not in json.dumps(schema), tool.name
+            objects = list(_schemas_in(schema))
+            assert not any("title" in node for node in objects), tool.name
+            assert not any("description" in node for node in objects if "properties" in node), tool.name
+        assert all("description" in prop for prop in tool.input_schema["properties"].values()), tool.name
+
+
+def _schemas_in(schema: Any) -> Any:
+    """Every schema object inside ``schema`` (itself, its properties, definitions and subschemas)."""
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _schemas_in(item)
+    elif isinstance(schema, dict):
+        yield schema
+        for key, value in schema.items():
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    yield from _schemas_in(sub)
+            elif key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+                yield from _schemas_in(value)
