@@ -8,6 +8,7 @@ model's own. Validation failures and unknown arguments become one sentence namin
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Final
@@ -23,9 +24,17 @@ _PATTERN_MEANINGS: Final = {
 }
 
 
-def describe_invalid_arguments(tool: str, error: ValidationError) -> str:
-    """One sentence naming each bad argument of ``tool`` and what it must be."""
-    problems = [_describe_problem(tool, err) for err in error.errors()]
+#: Errors pydantic itself raises about a whole object (its type), as opposed to a model validator's rule.
+_BUILT_IN_MODEL_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
+
+
+def describe_invalid_arguments(tool: str, error: ValidationError, *, within: str | None = None) -> str:
+    """One sentence naming each bad argument of ``tool`` and what it must be.
+
+    ``within`` names the argument the validated object came in (``run_task``'s ``input``), so
+    fields read ``input.prompt``.
+    """
+    problems = [_describe_problem(tool, err, within) for err in error.errors()]
     return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
 
 
@@ -40,9 +49,14 @@ def describe_unknown_arguments(tool: str, unknown: Sequence[str], known: Sequenc
     )
 
 
-def _describe_problem(tool: str, err: Any) -> str:
-    name = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+def _describe_problem(tool: str, err: Any, within: str | None = None) -> str:
+    loc = [str(part) for part in err.get("loc", ())]
     kind = err.get("type", "")
+    if not loc and kind not in _BUILT_IN_MODEL_ERRORS:
+        # A rule across fields (a model validator): its message names the fields in backticks.
+        said = str(err.get("msg", "invalid arguments"))
+        return re.sub(r"`(\w+)`", rf"`{within}.\1`", said) if within else said
+    name = ".".join([within, *loc] if within else loc) or "arguments"
     ctx = err.get("ctx") or {}
     got = shown(err.get("input"), 60)
     if kind == "missing":
@@ -65,7 +79,11 @@ def _describe_problem(tool: str, err: Any) -> str:
     if kind.startswith("string_"):
         return f"`{name}` must be a string (got {got})"
     if kind == "extra_forbidden":
+        if within is not None:
+            return f"`{name}` is not a field this task takes"
         return f"`{name}` is not an argument of {tool}"
+    if kind in ("dict_type", "model_type"):
+        return f"`{name}` must be a JSON object (got {got})"
     return f"`{name}`: {err.get('msg', 'invalid value')}"
 
 
@@ -110,3 +128,124 @@ def model_arguments(
         return wrapper
 
     return decorate
+
+
+#: Keywords whose value is a schema, or a list of them; values of others (defaults, enums) are data.
+_SUBSCHEMA_KEYWORDS: Final = frozenset(
+    {"items", "prefixItems", "anyOf", "oneOf", "allOf", "not", "additionalProperties", "if", "then", "else"}
+)
+#: Keywords whose value maps names to schemas.
+_SCHEMA_MAP_KEYWORDS: Final = frozenset({"properties", "$defs", "patternProperties"})
+
+
+def lean_schema(schema: Any) -> Any:
+    """``schema`` without what pydantic adds for code readers: titles and the models' docstrings.
+
+    pydantic titles every property and model (its name again, in words) and describes every model
+    object with its class docstring. Hosts load every tool's schemas into the model's context, so
+    bytes that say nothing to it cost. Property descriptions stay; names (keys of ``properties``
+    and ``$defs``) and data (defaults, enums) are kept as they are.
+    """
+    if isinstance(schema, list):
+        return [lean_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    lean: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" or (key == "description" and "properties" in schema):
+            continue
+        if key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
+            lean[key] = {name: lean_schema(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_KEYWORDS:
+            lean[key] = lean_schema(value)
+        else:
+            lean[key] = value
+    return _merge_nullable(lean)
+
+
+def _merge_nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf [S, {"type": "null"}]`` as ``S`` with ``type: [T, "null"]``: the same rule, shorter.
+
+    Keywords of one JSON type (``maxLength``, ``properties``…) apply only to values of that type,
+    so ``null`` passes them either way.
+    """
+    branches = schema.get("anyOf")
+    if not (isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches):
+        return schema
+    (other,) = [branch for branch in branches if branch != {"type": "null"}]
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str) or "anyOf" in other:
+        return schema
+    merged = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**other, **merged, "type": [other["type"], "null"]}
+
+
+#: What an output schema keeps: its shape. Words (descriptions, titles), defaults and formats go; the
+#: result's own text says what each field means, in every result, so the model need not pay for it
+#: again in every tool of every ``tools/list``.
+_SHAPE_DROPPED: Final = frozenset({"title", "description", "default", "format", "examples"})
+
+
+def output_shape(schema: Any) -> Any:
+    """``schema`` reduced to its shape: types, properties, enums; nullable as ``[T, "null"]``.
+
+    Definitions are written in place (each is used once), ``required`` keeps only the fields that
+    always carry a value. Every document the full schema accepts, this one accepts too, so hosts
+    that check ``structuredContent`` against it see no difference.
+    """
+    if isinstance(schema, dict) and isinstance(schema.get("$defs"), dict):
+        definitions = schema["$defs"]
+        schema = _inline(
+            {key: value for key, value in schema.items() if key != "$defs"}, definitions, depth=0
+        )
+    return _shape(schema)
+
+
+def _inline(schema: Any, definitions: dict[str, Any], *, depth: int) -> Any:
+    """``schema`` with every ``{"$ref": "#/$defs/X"}`` replaced by X itself."""
+    if isinstance(schema, list):
+        return [_inline(item, definitions, depth=depth) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 16:
+        target = definitions.get(ref.removeprefix("#/$defs/"))
+        if isinstance(target, dict):
+            rest = {key: value for key, value in schema.items() if key != "$ref"}
+            return {**_inline(target, definitions, depth=depth + 1), **rest}
+    return {key: _inline(value, definitions, depth=depth) for key, value in schema.items()}
+
+
+def _shape(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_shape(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    shaped: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SHAPE_DROPPED:
+            continue
+        if key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
+            shaped[key] = {name: _shape(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_KEYWORDS:
+            shaped[key] = _shape(value)
+        else:
+            shaped[key] = value
+    if shaped.get("additionalProperties") is True:
+        del shaped["additionalProperties"]  # JSON Schema's default
+    shaped = _merge_nullable(shaped)
+    properties = shaped.get("properties")
+    if isinstance(properties, dict) and isinstance(shaped.get("required"), list):
+        # A field that may be null says nothing by being required: keep only those that carry a value.
+        shaped["required"] = [name for name in shaped["required"] if not _nullable(properties.get(name))]
+        if not shaped["required"]:
+            del shaped["required"]
+    return shaped
+
+
+def _nullable(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    kinds = schema.get("type")
+    if kinds == "null" or (isinstance(kinds, list) and "null" in kinds):
+        return True
+    return any(branch == {"type": "null"} for branch in schema.get("anyOf", ()))

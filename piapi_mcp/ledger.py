@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from piapi_mcp.models import LEAN_SCHEMA, TERMINAL_STATUSES, Task
+from piapi_mcp.models import TERMINAL_STATUSES, Task
 from piapi_mcp.timing import Clock, SystemClock
 
 logger = logging.getLogger("piapi_mcp")
@@ -88,8 +88,6 @@ _HOST: Final = socket.gethostname()
 
 class LedgerEntry(BaseModel):
     """One task as the ledger remembers it."""
-
-    model_config = LEAN_SCHEMA
 
     task_id: str = Field(
         description=f"PiAPI's id for the task ('{UNKNOWN_TASK_PREFIX}…' while PiAPI's id is not known)."

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from piapi_mcp.errors import InvalidResponseError, shown
 
@@ -126,29 +126,6 @@ MAX_TEXT_TOTAL: Final = 100_000
 _CONTROL_CHARS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _lean_schema(schema: dict[str, Any]) -> None:
-    """Cut what the published output schema repeats on every task tool and no caller needs.
-
-    Titles and class docstrings go (the field names say as much), and ``anyOf [X, null]`` becomes
-    ``type: [X, "null"]``: the same JSON Schema, in a third of the bytes.
-    """
-    schema.pop("title", None)
-    schema.pop("description", None)
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
-        branches = prop.get("anyOf")
-        if not isinstance(branches, list) or {"type": "null"} not in branches or len(branches) != 2:
-            continue
-        (other,) = [branch for branch in branches if branch != {"type": "null"}]
-        if isinstance(other.get("type"), str) and "$ref" not in other:
-            del prop["anyOf"]
-            prop.update({**other, "type": [other["type"], "null"]})
-
-
-#: The config of the models published as output schemas.
-LEAN_SCHEMA: Final = ConfigDict(json_schema_extra=_lean_schema)
-
-
 def normalize_status(raw: object) -> str:
     """PiAPI's status as lowercase, with synonyms folded (``success`` → ``completed``).
 
@@ -172,8 +149,6 @@ def _identifier(value: object, pattern: str) -> str | None:
 class Usage(BaseModel):
     """What a task costs, as PiAPI reports it in ``meta.usage`` (credits, not tokens)."""
 
-    model_config = LEAN_SCHEMA
-
     #: PiAPI's usage kind, e.g. 'llm', 'point' or 'quota'.
     type: str | None = None
     consume: int | None = Field(default=None, description="Credit units charged (1 = $1e-7), not tokens.")
@@ -184,16 +159,12 @@ class Usage(BaseModel):
 class TaskError(BaseModel):
     """Why PiAPI says a task failed."""
 
-    model_config = LEAN_SCHEMA
-
     code: int | None = None
     message: str
 
 
 class OutputRef(BaseModel):
     """One output of a task: a file PiAPI serves (``url``), or a text (``text``)."""
-
-    model_config = LEAN_SCHEMA
 
     url: str | None = Field(default=None, description="PiAPI's URL (kept a few days).")
     kind: OutputKind
@@ -500,8 +471,6 @@ def _count(value: object) -> int | None:
 class TaskResult(BaseModel):
     """What every piapi-mcp tool returns about a task (the tool's structured content)."""
 
-    model_config = LEAN_SCHEMA
-
     task_id: str
     model: str | None
     task_type: str | None
@@ -511,8 +480,6 @@ class TaskResult(BaseModel):
     usage: Usage | None
     error: TaskError | None
     created_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
     elapsed_seconds: float | None
     eta_seconds: float | None
     next: str | None = Field(description="What to do while the task is not done.")

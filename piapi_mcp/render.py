@@ -22,14 +22,12 @@ from piapi_mcp.config import DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import shown
 from piapi_mcp.ledger import LedgerEntry
 from piapi_mcp.media import MAX_PREVIEWS, SavedOutput, make_preview
-from piapi_mcp.models import CANCELLED, COMPLETED, FAILED, LEAN_SCHEMA, OutputRef, Task, TaskResult
+from piapi_mcp.models import CANCELLED, COMPLETED, FAILED, OutputRef, Task, TaskResult
 from piapi_mcp.tasks import Listing, Outcome, ServerSettings
 
 
 class TaskList(BaseModel):
     """The tasks this server has created, newest first (``list_tasks``'s structured content)."""
-
-    model_config = LEAN_SCHEMA
 
     tasks: list[LedgerEntry] = Field(description="Recorded tasks, newest first.")
     ledger: str | None = Field(description="The ledger file on this machine (null when kept in memory).")
@@ -74,8 +72,6 @@ class Renderer:
             usage=task.usage,
             error=task.error if task.status == FAILED else None,
             created_at=task.created_at,
-            started_at=task.started_at,
-            ended_at=task.ended_at,
             elapsed_seconds=(
                 task.duration_seconds if done and task.duration_seconds is not None else elapsed
             ),

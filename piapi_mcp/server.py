@@ -1,8 +1,11 @@
 """The MCP layer: a thin typed adapter over the task workflow.
 
 One tool per curated catalog entry (generated from its spec: the input schema is the spec's input
-model), plus ``get_task``, ``cancel_task`` and ``list_tasks``; resources ``piapi://tasks``,
-``piapi://tasks/{task_id}`` and ``piapi://tasks/{task_id}/outputs/{n}``. Every tool reports the
+model, or the tool's own arguments when it fronts several specs), ``run_task`` for any PiAPI
+(model, task_type), plus ``get_task``, ``cancel_task`` and ``list_tasks``; resources
+``piapi://models`` and ``piapi://models/{model}/{task_type}`` (the catalog, read on demand rather
+than paid for in every ``tools/list``), ``piapi://tasks``, ``piapi://tasks/{task_id}`` and
+``piapi://tasks/{task_id}/outputs/{n}``. Every tool reports the
 task id in its first progress message, so a host that cuts the call off still has it. What the
 tools do is :class:`~piapi_mcp.tasks.TaskService`'s; how results read is ``piapi_mcp.render``'s.
 """
@@ -23,17 +26,25 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, BaseModel, Field, ValidationError
 
-from piapi_mcp.arguments import describe_invalid_arguments, describe_unknown_arguments, model_arguments
+from piapi_mcp.arguments import (
+    describe_invalid_arguments,
+    describe_unknown_arguments,
+    lean_schema,
+    model_arguments,
+    output_shape,
+)
 from piapi_mcp.catalog import CATALOG, TaskSpec
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.config import MAX_WAIT_SECONDS
+from piapi_mcp.errors import shown
 from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
 from piapi_mcp.media import output_mime_type, paths_from_roots
-from piapi_mcp.models import TASK_ID_PATTERN, TaskResult
+from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, TaskResult
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
@@ -45,36 +56,32 @@ logger = logging.getLogger("piapi_mcp")
 SERVER_NAME: Final = "piapi-mcp"
 
 INSTRUCTIONS: Final = (
-    "Tools for PiAPI's image generation API. kontext_edit edits a picture from a text instruction "
-    "(Flux Kontext). PiAPI tasks take 10-120 s and cost credits: a tool waits up to wait_seconds and, "
-    "if the task is not finished by then, returns its task_id with status still running. That is not "
-    "an error; call get_task with that task_id (and wait_seconds) to keep waiting. Never create the "
-    "same edit again just because it is slow: that pays twice."
+    "Tools for PiAPI's generation API (images, video, music, speech, 3D). The typed tools cover what is "
+    "asked most; run_task runs any PiAPI model, described in the resources piapi://models and "
+    "piapi://models/{model}/{task_type}. PiAPI tasks take seconds to minutes and cost credits: a tool "
+    "waits up to wait_seconds and, if the task is not finished by then, returns its task_id with status "
+    "still running. That is not an error; call get_task with that task_id (and wait_seconds) to keep "
+    "waiting. Never create the same task again just because it is slow: that pays twice."
 )
 
-TaskId = Annotated[
-    str,
-    Field(
-        pattern=TASK_ID_PATTERN,
-        description="The PiAPI task id, as a tool returned it (e.g. '8718d5c1-aae9-4cd5-a243-84eeb1e01117').",
-    ),
-]
+TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="A PiAPI task id, as a tool returned it.")]
 
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
+#: How long a creating tool waits (its default is the server's setting).
+CreateWait = Annotated[WaitSeconds, Field(description="Seconds to wait; 0 returns the task id at once.")]
+#: The longest ``input`` run_task takes, as compact JSON (room for a 10 MB file as a data: URI).
+MAX_RUN_INPUT_CHARS: Final = 15_000_000
 
-#: Tools that create (and pay for) a task; tools that only read; cancel.
-CREATES: Final = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
-READS: Final = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
-CANCELS: Final = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-)
-READS_LOCAL: Final = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
+#: One catalog entry; ``{+model}`` takes the slash in names such as 'Qubico/flux1-dev' (plain or %2F).
+MODEL_RESOURCE: Final = "piapi://models/{+model}/{task_type}"
+
+#: Tool annotations, each hint given only where it differs from MCP's default (readOnly false,
+#: destructive true, idempotent false, open world true): hosts read a missing hint as the default.
+#: Creating tools make new outputs and delete nothing, but each call pays for a new task.
+CREATES: Final = ToolAnnotations(destructive_hint=False)
+READS: Final = ToolAnnotations(read_only_hint=True)
+CANCELS: Final = ToolAnnotations(idempotent_hint=True)
+READS_LOCAL: Final = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 __all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "create_server"]
 
@@ -86,7 +93,20 @@ _OUTPUT_URI: Final = re.compile(r"^piapi://tasks/[^/]+/outputs/\d+$")
 
 
 class PiAPIMCPServer(MCPServer[Any]):
-    """``MCPServer`` whose every tool failure reads as one sentence."""
+    """``MCPServer`` whose every tool failure reads as one sentence, and whose tool list is lean."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The tools, their schemas without pydantic's per-property titles (hosts pay for every byte)."""
+        tools = await super().list_tools()
+        return [
+            tool.model_copy(
+                update={
+                    "input_schema": lean_schema(tool.input_schema),
+                    "output_schema": output_shape(tool.output_schema) if tool.output_schema else None,
+                }
+            )
+            for tool in tools
+        ]
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
@@ -178,60 +198,130 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             annotations=CREATES,
         )
 
+    async def run_task(
+        model: Annotated[
+            str, Field(pattern=MODEL_PATTERN, description="PiAPI model, e.g. 'Qubico/flux1-dev'.")
+        ],
+        task_type: Annotated[
+            str, Field(pattern=TASK_TYPE_PATTERN, description="PiAPI task type, e.g. 'txt2img'.")
+        ],
+        input: Annotated[
+            dict[str, Any], Field(description="The task's input: see piapi://models/{model}/{task_type}.")
+        ],
+        ctx: Context[Any, Any],
+        wait_seconds: CreateWait = settings.wait_seconds,
+        force_new: Annotated[bool, Field(description=_force_new_description(settings))] = False,
+    ) -> Annotated[CallToolResult, TaskResult]:
+        with _as_tool_error():
+            request = _run_request(model, task_type, input)
+            outcome = await service.create_and_wait(
+                request, call_of(ctx), budget=wait_seconds, force_new=force_new
+            )
+        return await renderer.result(outcome)
+
+    server.add_tool(
+        run_task,
+        title="Run any PiAPI task",
+        description=(
+            "Run any PiAPI model and task type (paid). Read piapi://models first (what exists, its "
+            "status), then piapi://models/{model}/{task_type} (its input, an example); an unlisted pair "
+            "is sent as given."
+        ),
+        annotations=CREATES,
+    )
+
     async def get_task(
         task_id: TaskId,
         ctx: Context[Any, Any],
-        wait_seconds: Annotated[
-            WaitSeconds,
-            Field(
-                description="Seconds to wait for the task to finish before answering (0, the default, "
-                "answers at once)."
-            ),
-        ] = 0,
+        wait_seconds: Annotated[WaitSeconds, Field(description="Seconds to wait for it to finish.")] = 0,
     ) -> Annotated[CallToolResult, TaskResult]:
-        """Look up any PiAPI task of this account by id: its status, output images and cost.
-
-        Use it to resume a call that returned before its task finished, or to fetch a task started
-        elsewhere. With wait_seconds > 0 it waits (with progress) until the task finishes or the
-        time is up; waiting again is always safe and costs nothing.
-        """
+        """Look up any PiAPI task of this account by id, waiting up to wait_seconds for it to finish."""
         with _as_tool_error():
             outcome = await service.look_up(task_id, call_of(ctx), wait_seconds)
         return await renderer.result(outcome)
 
     async def cancel_task(task_id: TaskId) -> Annotated[CallToolResult, TaskResult]:
-        """Ask PiAPI to cancel a task that has not started yet.
-
-        PiAPI only cancels tasks still pending; once processing, a task runs to the end (and is
-        charged). Returns the task's state after the request.
-        """
+        """Ask PiAPI to cancel a task that has not started yet."""
         with _as_tool_error():
             outcome = await service.cancel(task_id)
         return await renderer.result(outcome)
 
     async def list_tasks(
         status: Annotated[
-            str | None,
-            Field(
-                max_length=32,
-                description="Only tasks whose last known status is this (e.g. 'processing', 'completed').",
-            ),
+            str | None, Field(max_length=32, description="Only tasks last seen with this status.")
         ] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="How many tasks at most (newest first).")] = 20,
+        limit: Annotated[int, Field(ge=1, le=200, description="How many tasks at most.")] = 20,
     ) -> Annotated[CallToolResult, TaskList]:
-        """List the PiAPI tasks this server has created, newest first, with their last known status.
-
-        The list is kept on disk and survives restarts: use it to find a task whose id was lost,
-        then get_task to fetch its current state. Statuses shown are as last seen, not live.
-        """
+        """List the tasks this server created, newest first, with their last known status."""
         with _as_tool_error():
             listing = await service.list_recent(status, limit)
         text, structured = renderer.listing(listing, status)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
-    server.add_tool(get_task, title="Get a PiAPI task", annotations=READS)
-    server.add_tool(cancel_task, title="Cancel a PiAPI task", annotations=CANCELS)
-    server.add_tool(list_tasks, title="List recent PiAPI tasks", annotations=READS_LOCAL)
+    server.add_tool(
+        get_task,
+        title="Get a PiAPI task",
+        description=(
+            "A PiAPI task by id: status, outputs, cost. wait_seconds waits for the end, with progress; "
+            "it creates nothing, so call it as often as needed."
+        ),
+        annotations=READS,
+    )
+    server.add_tool(
+        cancel_task,
+        title="Cancel a PiAPI task",
+        description=(
+            "Ask PiAPI to cancel a task still pending; once processing, a task runs to the end and is "
+            "charged."
+        ),
+        annotations=CANCELS,
+    )
+    server.add_tool(
+        list_tasks,
+        title="List recent PiAPI tasks",
+        description=(
+            "The tasks this server created, newest first, with their last known status (kept across "
+            "restarts): find a lost task id here, then call get_task."
+        ),
+        annotations=READS_LOCAL,
+    )
+
+    @server.resource(
+        "piapi://models",
+        name="piapi-models",
+        title="PiAPI models",
+        description="Every PiAPI model and task type piapi-mcp knows (summary, output kind, status, "
+        "typed tool), as JSON; run any with run_task.",
+        mime_type="application/json",
+    )
+    def models_resource() -> str:
+        """The catalog, one entry per (model, task_type), as JSON."""
+        return json.dumps({"models": [_catalog_entry(spec) for spec in CATALOG.all()]}, indent=2)
+
+    @server.resource(
+        MODEL_RESOURCE,
+        name="piapi-model",
+        title="PiAPI model and task type",
+        description="One catalog entry: its input JSON schema and an example input for run_task.",
+        mime_type="application/json",
+    )
+    def model_resource(model: str, task_type: str) -> str:
+        """One catalog entry with its input schema and example, as JSON."""
+        spec = CATALOG.find(model, task_type)
+        if spec is None:
+            raise ResourceError(
+                f"piapi-mcp's catalog has no model {shown(model, 100)} with task type "
+                f"{shown(task_type, 64)}; read piapi://models for the ones it knows (run_task still sends "
+                "an unknown pair to PiAPI as given)."
+            )
+        entry = _catalog_entry(spec) | {
+            "typical_seconds": spec.typical_seconds,
+            "input_schema": lean_schema(spec.input.model_json_schema()),
+            "example": dict(spec.example),
+        }
+        if spec.defaults:
+            entry["defaults"] = dict(spec.defaults)
+        return json.dumps(entry, indent=2)
 
     @server.resource(
         "piapi://tasks",
@@ -283,38 +373,26 @@ def _creation_tool(
     settings: ServerSettings,
     call_of: Callable[[Context[Any, Any]], Call],
 ) -> Callable[..., Awaitable[Any]]:
-    """The curated tool over ``spec``: the spec's input fields as arguments, plus the controls."""
+    """The curated tool over ``spec``: its arguments (the spec's input, or the tool's own), plus the controls.
+
+    A tool over several specs routes each call to one of them (``ToolInfo.route``); a routed input
+    that does not fit raises ``ValidationError``, which reaches the caller as one sentence.
+    """
     assert spec.tool is not None
     name = spec.tool.name
 
-    @model_arguments(spec.input)
+    @model_arguments(spec.arguments)
     async def create(
-        request: BaseModel,
+        arguments: BaseModel,
         *,
         ctx: Context[Any, Any],
-        wait_seconds: Annotated[
-            WaitSeconds,
-            Field(
-                description=(
-                    "How long to wait for the result before returning, in seconds (0 returns at once "
-                    "with the task id). An unfinished task is not lost: continue with get_task."
-                ),
-            ),
-        ] = settings.wait_seconds,
-        force_new: Annotated[
-            bool,
-            Field(
-                description=(
-                    f"Create a new task even if the same {spec.noun} was requested in the last "
-                    f"{settings.dedup_seconds:g} s (normally that call's task is returned instead, so a "
-                    "retried call does not pay twice)."
-                )
-            ),
-        ] = False,
+        wait_seconds: CreateWait = settings.wait_seconds,
+        force_new: Annotated[bool, Field(description=_force_new_description(settings))] = False,
     ) -> Annotated[CallToolResult, TaskResult]:
+        target, request = spec.routed(arguments)
         with _as_tool_error():
             outcome = await service.create_and_wait(
-                CreateRequest.for_spec(spec, spec.request_input(request), tool=name),
+                CreateRequest.for_spec(target, target.request_input(request), tool=name),
                 call_of(ctx),
                 budget=wait_seconds,
                 force_new=force_new,
@@ -323,6 +401,47 @@ def _creation_tool(
 
     create.__name__ = create.__qualname__ = name
     return create
+
+
+def _force_new_description(settings: ServerSettings) -> str:
+    return f"Create anew even if the same request ran in the last {settings.dedup_seconds:g} s."
+
+
+def _catalog_entry(spec: TaskSpec) -> dict[str, Any]:
+    """What ``piapi://models`` says of one spec."""
+    return {
+        "model": spec.model,
+        "task_type": spec.task_type,
+        "summary": spec.summary,
+        "output": spec.output,
+        "status": spec.status,
+        "tool": spec.tool.name if spec.tool is not None else None,
+        "uri": f"piapi://models/{spec.model}/{spec.task_type}",
+    }
+
+
+def _run_request(model: str, task_type: str, task_input: dict[str, Any]) -> CreateRequest:
+    """run_task's request: the catalog entry's validated input, or the input as given for an unknown pair.
+
+    Raises:
+        ToolError: ``input`` is not JSON of bounded size, or does not fit the catalog entry.
+    """
+    try:
+        size = len(json.dumps(task_input, separators=(",", ":"), allow_nan=False))
+    except (ValueError, TypeError) as err:
+        raise ToolError(
+            "`input` of run_task must be plain JSON (no NaN or infinite numbers), so nothing was sent. "
+            "Fix it and call run_task again."
+        ) from err
+    if size > MAX_RUN_INPUT_CHARS:
+        raise ToolError(
+            f"`input` of run_task is {size:,} characters of JSON, more than the {MAX_RUN_INPUT_CHARS:,} it "
+            "takes, so nothing was sent; give large media as a URL or a local file path instead."
+        )
+    try:
+        return CreateRequest.for_pair(model, task_type, task_input, tool="run_task")
+    except ValidationError as err:
+        raise ToolError(describe_invalid_arguments("run_task", err, within="input")) from err
 
 
 async def _client_roots(ctx: Context[Any, Any]) -> list[Path]:

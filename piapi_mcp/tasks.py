@@ -24,7 +24,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from piapi_mcp.catalog import MediaField, TaskSpec
+from piapi_mcp.catalog import CATALOG, MediaField, Status, TaskSpec
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import (
@@ -142,11 +142,32 @@ class CreateRequest:
     noun: str = "task"
     #: Input fields that take media, resolved into URLs before the create.
     media: Mapping[str, MediaField] = field(default_factory=dict)
+    #: The catalog's word on the pair: anything but ``active`` is refused before anything is sent.
+    status: Status = "active"
 
     @classmethod
     def for_spec(cls, spec: TaskSpec, task_input: dict[str, Any], *, tool: str) -> CreateRequest:
         """The request for a catalog entry, its input already validated."""
-        return cls(spec.model, spec.task_type, task_input, tool, spec.noun, spec.media_fields())
+        return cls(spec.model, spec.task_type, task_input, tool, spec.noun, spec.media_fields(), spec.status)
+
+    @classmethod
+    def for_pair(
+        cls, model: str, task_type: str, task_input: Mapping[str, Any], *, tool: str
+    ) -> CreateRequest:
+        """The request for any (model, task_type): a catalog entry's validated, else ``task_input`` as given.
+
+        A pair the catalog does not know is passed through for PiAPI to judge (no media resolution,
+        no defaults); one it marks discontinued or stopped is not validated, since it is refused anyway.
+
+        Raises:
+            ValidationError: ``task_input`` does not fit the catalog entry's input model.
+        """
+        spec = CATALOG.find(model, task_type)
+        if spec is None:
+            return cls(model, task_type, dict(task_input), tool)
+        if spec.status != "active":
+            return cls.for_spec(spec, dict(task_input), tool=tool)
+        return cls.for_spec(spec, spec.request_input(spec.input.model_validate(task_input)), tool=tool)
 
 
 @dataclass(frozen=True)
@@ -261,6 +282,11 @@ class TaskService:
             CallFailed: nothing could be created, or whether PiAPI created it is unknown (the
                 sentence says which, and what to do).
         """
+        if request.status != "active":
+            raise CallFailed(
+                f"PiAPI's {request.model} {request.task_type} is {request.status} (PiAPI no longer runs it), "
+                "so nothing was sent; read piapi://models for the models that run."
+            )
         started = self.clock.monotonic()
         fingerprint = request_fingerprint(request.model, request.task_type, request.input)
         existing: LedgerEntry | None = None

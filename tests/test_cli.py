@@ -13,6 +13,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
+from tests.helpers import TOOLS
+
 pytestmark = pytest.mark.anyio
 
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
@@ -86,7 +88,7 @@ async def test_stdio_server_without_a_key_starts_and_tells_how_to_set_one() -> N
     with anyio.fail_after(20):
         async with Client(params) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert tools == {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
+            assert tools == TOOLS
             result = await client.call_tool("kontext_edit", EDIT)
     text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     assert result.is_error

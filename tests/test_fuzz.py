@@ -22,9 +22,13 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from piapi_mcp import ManualClock, PiAPISimulator, SimulatorControls
+from piapi_mcp.catalog import CATALOG
 from tests.conftest import API_KEY, SIM_BASE_URL, make_server
+from tests.helpers import TOOLS as ALL_TOOLS
+from tests.helpers import published_schemas
 
-TOOLS = ("kontext_edit", "get_task", "cancel_task", "list_tasks")
+#: Every published tool, in a stable order (the curated ones come from the catalog).
+TOOLS = tuple(sorted(ALL_TOOLS))
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/photo.png"}
 #: Real seconds one example may take: the server runs on a ManualClock, so waits cost nothing.
 EXAMPLE_TIMEOUT = 15.0
@@ -70,30 +74,64 @@ JUNK: st.SearchStrategy[Any] = st.one_of(
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
 )
-WAIT = st.one_of(st.floats(min_value=0, max_value=900), st.integers(min_value=0, max_value=900))
-TASK_ID = st.one_of(
-    st.just("8718d5c1-aae9-4cd5-a243-84eeb1e01117"), st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,40}\Z")
-)
-#: For each tool, a plausible value for each argument.
-VALID: dict[str, dict[str, st.SearchStrategy[Any]]] = {
-    "kontext_edit": {
-        "prompt": st.one_of(st.just(EDIT["prompt"]), st.text(min_size=1, max_size=60).filter(str.strip)),
-        "image": st.sampled_from([EDIT["image"], "http://example.org/a.jpg", "https://x.io/i.webp?s=1"]),
-        "width": st.integers(min_value=128, max_value=2048),
-        "height": st.integers(min_value=128, max_value=2048),
-        "steps": st.integers(min_value=1, max_value=40),
-        "seed": st.integers(min_value=-1, max_value=2**31 - 1),
-        "wait_seconds": WAIT,
-        "force_new": st.booleans(),
-    },
-    "get_task": {"task_id": TASK_ID, "wait_seconds": WAIT},
-    "cancel_task": {"task_id": TASK_ID},
-    "list_tasks": {
-        "status": st.one_of(st.none(), st.sampled_from(["completed", "processing", "failed", "Pending"])),
-        "limit": st.integers(min_value=1, max_value=200),
-    },
+#: Each tool's published input schema: the plausible values below are drawn from it, not hand-written.
+SCHEMAS = published_schemas()
+#: Real values the catalog knows, so that valid calls also succeed (a random string is rarely a usable image).
+CATALOG_VALUES: dict[str, list[Any]] = {
+    "model": sorted({spec.model for spec in CATALOG.all()}),
+    "task_type": sorted({spec.task_type for spec in CATALOG.all()}),
+    "input": [dict(spec.example) for spec in CATALOG.all()],
+    "task_id": ["8718d5c1-aae9-4cd5-a243-84eeb1e01117"],
 }
-REQUIRED = {"kontext_edit": {"prompt", "image"}, "get_task": {"task_id"}, "cancel_task": {"task_id"}}
+for _spec in CATALOG.tools():
+    for _name, _value in _spec.example.items():
+        CATALOG_VALUES.setdefault(_name, []).append(_value)
+
+
+def from_schema(prop: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values that fit one property's JSON schema (types, bounds, lengths and patterns)."""
+    if "anyOf" in prop:
+        return st.one_of([from_schema(option) for option in prop["anyOf"]])
+    kind = prop.get("type")
+    if isinstance(kind, list):  # a union of types, e.g. ["string", "null"]: each with the same bounds
+        return st.one_of([from_schema({**prop, "type": one}) for one in kind])
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(min_value=prop.get("minimum"), max_value=prop.get("maximum"))
+    if kind == "number":
+        low = prop.get("minimum", prop.get("exclusiveMinimum"))
+        return st.floats(
+            min_value=low,
+            max_value=prop.get("maximum"),
+            exclude_min="exclusiveMinimum" in prop,
+            allow_nan=False,
+        )
+    if kind == "string":
+        low, high = prop.get("minLength", 0), min(prop.get("maxLength", 80), 80)
+        if "pattern" in prop:
+            return st.from_regex(prop["pattern"]).filter(lambda text: low <= len(text) <= high)
+        return st.text(min_size=low, max_size=high)
+    if kind == "object":
+        return st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=3)
+    raise AssertionError(f"no strategy for {prop}")
+
+
+def plausible(name: str, prop: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """A value of one argument: a real one the catalog knows, or any that fits the schema."""
+    known = CATALOG_VALUES.get(name)
+    drawn = from_schema(prop)
+    return st.one_of(st.sampled_from(known), drawn) if known else drawn
+
+
+#: For each tool, a plausible value for each argument, and the arguments it requires.
+VALID: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    tool: {name: plausible(name, prop) for name, prop in schema["properties"].items()}
+    for tool, schema in SCHEMAS.items()
+}
+REQUIRED = {tool: set(schema.get("required", [])) for tool, schema in SCHEMAS.items()}
 
 
 @st.composite

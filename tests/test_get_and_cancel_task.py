@@ -114,10 +114,11 @@ async def test_task_resource_is_the_normalised_task_as_json(mcp_client: Client, 
 
 
 async def test_task_resource_templates_are_listed(mcp_client: Client) -> None:
-    """Hosts can discover the task and task-image resource templates."""
+    """Hosts can discover the catalog-entry, task and task-image resource templates."""
     templates = (await mcp_client.list_resource_templates()).resource_templates
 
     assert sorted(t.uri_template for t in templates) == [
+        "piapi://models/{+model}/{task_type}",
         "piapi://tasks/{task_id}",
         "piapi://tasks/{task_id}/outputs/{n}",
     ]

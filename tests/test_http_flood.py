@@ -42,11 +42,11 @@ from piapi_mcp.hosting import (
     serve_http,
 )
 from tests.conftest import make_server
+from tests.helpers import TOOLS
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "test-token-flood-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-TOOLS = {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
 #: The start of a request whose headers never end (no blank line), like a slowloris connection.
 PARTIAL_HEADERS = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: "

@@ -32,11 +32,11 @@ from piapi_mcp.hosting import (
     is_loopback,
 )
 from tests.conftest import hosted
+from tests.helpers import TOOLS
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "test-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
-TOOLS = {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
 MODERN = "2026-07-28"
 _META = {

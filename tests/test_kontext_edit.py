@@ -13,6 +13,7 @@ from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from piapi_mcp import Fault, ManualClock, PiAPISimulator
 from tests.conftest import API_KEY, Progress, make_server
+from tests.helpers import TOOLS
 
 pytestmark = pytest.mark.anyio
 
@@ -190,7 +191,7 @@ async def test_missing_api_key_lists_tools_and_explains_how_to_set_it(
         names = {tool.name for tool in (await client.list_tools()).tools}
         result = await client.call_tool("kontext_edit", EDIT)
 
-    assert names == {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
+    assert names == TOOLS
     assert result.is_error
     assert "PIAPI_API_KEY" in text_of(result) and "--sandbox" in text_of(result)
     assert simulator.requests == []

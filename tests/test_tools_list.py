@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from mcp.types import Tool
+from mcp.types import Tool, ToolAnnotations
 
 import piapi_mcp
 from piapi_mcp import KontextInput, TaskResult
+from piapi_mcp.arguments import lean_schema
+from tests.helpers import CURATED_TOOLS, TOOLS, tools_table
 
 pytestmark = pytest.mark.anyio
 
@@ -21,23 +23,38 @@ async def tools_by_name(client: Client) -> dict[str, Tool]:
     return {tool.name: tool for tool in (await client.list_tools()).tools}
 
 
-async def test_three_tools_are_published_with_fitting_annotations(mcp_client: Client) -> None:
-    """kontext_edit creates (not idempotent); get_task only reads; cancel_task is destructive."""
+async def test_the_catalogs_tools_and_the_generic_ones_are_published_with_fitting_annotations(
+    mcp_client: Client,
+) -> None:
+    """Creating tools (curated and run_task) are not idempotent; get_task only reads; cancel_task destroys.
+
+    Hints are read as hosts read them: a hint left out means MCP's default (readOnly false,
+    destructive true, idempotent false, open world true).
+    """
     tools = await tools_by_name(mcp_client)
 
-    assert set(tools) == {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
-    edit, get, cancel = tools["kontext_edit"], tools["get_task"], tools["cancel_task"]
-    assert edit.annotations and edit.annotations.idempotent_hint is False
-    assert edit.annotations.read_only_hint is False and edit.annotations.open_world_hint is True
-    assert get.annotations and get.annotations.read_only_hint is True
-    assert cancel.annotations and cancel.annotations.destructive_hint is True
+    def hints(name: str) -> tuple[bool, bool, bool, bool]:
+        given = tools[name].annotations or ToolAnnotations()
+        return (
+            bool(given.read_only_hint),
+            given.destructive_hint is not False,
+            bool(given.idempotent_hint),
+            given.open_world_hint is not False,
+        )
+
+    assert set(tools) == TOOLS
+    for name in [*CURATED_TOOLS, "run_task"]:
+        assert hints(name) == (False, False, False, True), name
+    assert hints("get_task")[0] is True
+    assert hints("cancel_task") == (False, True, True, True)
+    assert hints("list_tasks")[0] is True and hints("list_tasks")[3] is False  # reads this machine only
     assert all(tool.description and len(tool.description) > 80 for tool in tools.values())
 
 
 async def test_kontext_edit_schema_is_the_kontext_model_plus_its_controls(mcp_client: Client) -> None:
     """Top-level properties come from KontextInput, constraints included; only the controls are added."""
     schema = (await tools_by_name(mcp_client))["kontext_edit"].input_schema
-    model_schema = KontextInput.model_json_schema()
+    model_schema = lean_schema(KontextInput.model_json_schema())
 
     assert list(schema["properties"]) == [*model_schema["properties"], "wait_seconds", "force_new"]
     for name, prop in model_schema["properties"].items():
@@ -63,31 +80,18 @@ async def test_every_tool_publishes_the_task_result_output_schema(mcp_client: Cl
             assert set(tool.output_schema["properties"]) == expected, tool.name
 
 
-def readme_tool_rows() -> set[tuple[str, str, str, str]]:
-    rows = set()
-    for line in README.read_text(encoding="utf-8").splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and re.fullmatch(r"`\w+`", cells[0]) and re.fullmatch(r"`\w+`", cells[1]):
-            rows.add((cells[0].strip("`"), cells[1].strip("`"), cells[2], cells[3]))
-    return rows
+def readme_tool_rows() -> list[str]:
+    """README's tools-table rows (the lines whose first two cells are a tool and an argument), in order."""
+    return [
+        line.strip()
+        for line in README.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\|\s*`\w+`\s*\|\s*`\w+`\s*\|", line.strip())
+    ]
 
 
 async def test_readme_tools_table_matches_what_tools_list_publishes(mcp_client: Client) -> None:
-    """Every argument, its default and its description in README are exactly what hosts see."""
-    published = set()
-    for tool in (await tools_by_name(mcp_client)).values():
-        required = set(tool.input_schema.get("required", []))
-        for name, prop in tool.input_schema["properties"].items():
-            default = "required" if name in required else f"`{_json(prop.get('default'))}`"
-            published.add((tool.name, name, default, prop.get("description", "")))
-
-    assert readme_tool_rows() == published
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)
+    """README's table is the one generated from tools/list (`python -m tests.helpers` prints it)."""
+    assert readme_tool_rows() == tools_table((await mcp_client.list_tools()).tools)
 
 
 def test_public_names_are_exported_sorted() -> None:

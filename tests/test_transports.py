@@ -22,10 +22,10 @@ from mcp.types import CallToolResult, ResourceLink, TextContent
 from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.loopback import serve_app_on_loopback
 from tests.conftest import API_KEY, hosted
+from tests.helpers import TOOLS
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"kontext_edit", "get_task", "cancel_task", "list_tasks"}
 EDIT = {"prompt": "make the sky purple", "image": "https://example.com/in.png"}
 
 

@@ -11,7 +11,7 @@ is resolved the same way (URL, local file, ``data:`` URI, earlier output) with n
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -33,17 +33,33 @@ class MediaField:
 
 
 ImageInput = Annotated[str, MediaField("image")]
+#: The forms every media field takes, for its description.
+MEDIA_FORMS = "an http(s) URL, a local file in the allowed folders, a data: URI, or piapi://tasks/{id}[#n]"
 VideoInput = Annotated[str, MediaField("video")]
 AudioInput = Annotated[str, MediaField("audio")]
 
 
+#: A curated tool's routing: from its validated arguments to the spec it runs and that spec's input.
+Route = Callable[[BaseModel], "tuple[TaskSpec, BaseModel]"]
+
+
 @dataclass(frozen=True)
 class ToolInfo:
-    """A curated tool over one spec: its name, title and the description the model reads."""
+    """A curated tool: its name, title and the description the model reads.
+
+    A tool is usually its spec's input as arguments. One tool may also front several specs (Flux
+    text-to-image and image-to-image; a video tool over several families): it then has arguments
+    of its own (``input``) and a ``route`` that picks, from the validated arguments, the spec a
+    call runs and that spec's validated input.
+    """
 
     name: str
     title: str
     description: str
+    #: The tool's arguments, when they are not its spec's input.
+    input: type[BaseModel] | None = None
+    #: ``arguments → (spec to run, its validated input)``; ``None`` runs the tool's own spec.
+    route: Route | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,17 @@ class TaskSpec:
     def request_input(self, validated: BaseModel) -> dict[str, Any]:
         """The ``input`` to send for a validated request: its fields, then the spec's defaults under them."""
         return {**self.defaults, **validated.model_dump(mode="json", exclude_none=True)}
+
+    @property
+    def arguments(self) -> type[BaseModel]:
+        """The model of the curated tool's arguments: the tool's own, else this spec's input."""
+        return self.tool.input if self.tool is not None and self.tool.input is not None else self.input
+
+    def routed(self, arguments: BaseModel) -> tuple[TaskSpec, BaseModel]:
+        """The spec a call of the curated tool runs, and its validated input (``ValidationError`` if not)."""
+        if self.tool is not None and self.tool.route is not None:
+            return self.tool.route(arguments)
+        return self, arguments
 
 
 def _media_marker(annotation: Any, metadata: list[Any]) -> MediaField | None:
