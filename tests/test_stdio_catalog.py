@@ -1,0 +1,131 @@
+"""Over stdio, against a server speaking PiAPI's contract: run_task completes every kind of task.
+
+The server is a real subprocess (``python -m piapi_mcp``) configured only through the environment a
+user would set (``PIAPI_BASE_URL`` pointing at the simulator on loopback); the simulator runs in
+this process on a ManualClock that the test moves. Each catalog kind (an image with its preview, a
+video, an audio file, a 3D model, a text) comes back with the right links and, for files, a saved
+copy whose content is of that kind; ``piapi://models`` lists the whole catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import ImageContent, ResourceLink, TextResourceContents
+
+from piapi_mcp import ManualClock, PiAPISimulator
+from piapi_mcp.catalog import CATALOG
+from piapi_mcp.loopback import serve_app_on_loopback
+from piapi_mcp.media import sniff_output
+from tests.conftest import API_KEY
+from tests.helpers import text_of
+
+pytestmark = pytest.mark.anyio
+
+#: Real seconds for the whole scenario: the server's start-up dominates it.
+SCENARIO_TIMEOUT = 60.0
+
+
+async def run_to_completion(
+    session: Client, clock: ManualClock, model: str, task_type: str, task_input: dict[str, Any]
+) -> Any:
+    """run_task returns the id at once (wait 0); the clock moves past the task; get_task finishes it."""
+    started = await session.call_tool(
+        "run_task", {"model": model, "task_type": task_type, "input": task_input, "wait_seconds": 0}
+    )
+    assert not started.is_error, text_of(started)
+    clock.advance(600)
+    task_id = (started.structured_content or {})["task_id"]
+    return await session.call_tool("get_task", {"task_id": task_id})
+
+
+def saved_file(result: Any, kind: str) -> Path:
+    (output,) = [item for item in (result.structured_content or {})["outputs"] if item["kind"] == kind][:1]
+    assert output["path"], f"the {kind} was not saved: {output}"
+    return Path(output["path"])
+
+
+async def test_run_task_over_stdio_completes_an_image_a_video_an_audio_a_3d_model_and_a_text(
+    simulator: PiAPISimulator, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Every kind of output comes back linked with its MIME type, files saved, images previewed."""
+    outputs = tmp_path / "outputs"
+    async with serve_app_on_loopback(simulator.app) as sim_url:
+        env = {
+            "PIAPI_API_KEY": API_KEY,
+            "PIAPI_BASE_URL": sim_url,
+            "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
+            "PIAPI_OUTPUT_DIR": str(outputs),
+            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
+            "PATH": os.environ.get("PATH", ""),
+        }
+        params = StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env=env)
+        with anyio.fail_after(SCENARIO_TIMEOUT):
+            async with Client(params) as session:
+                image = await run_to_completion(
+                    session, clock, "Qubico/flux1-dev", "txt2img", {"prompt": "a lighthouse at dusk"}
+                )
+                video = await run_to_completion(
+                    session, clock, "hailuo", "video_generation", {"prompt": "a paper boat on a rainy street"}
+                )
+                speech = await run_to_completion(
+                    session,
+                    clock,
+                    "Qubico/tts",
+                    "zero-shot",
+                    {"gen_text": "Hello there.", "ref_audio": "https://example.com/voice.wav"},
+                )
+                model3d = await run_to_completion(
+                    session,
+                    clock,
+                    "Qubico/trellis",
+                    "image-to-3d",
+                    {"image": "https://example.com/chair.png"},
+                )
+                caption = await run_to_completion(
+                    session,
+                    clock,
+                    "Qubico/joycaption",
+                    "joycaption-beta-one",
+                    {"image": "https://example.com/photo.png"},
+                )
+                listed = await session.read_resource("piapi://models")
+
+    for result in (image, video, speech, model3d, caption):
+        assert not result.is_error, text_of(result)
+        assert (result.structured_content or {})["done"] is True
+
+    image_links = [link for link in image.content if isinstance(link, ResourceLink)]
+    assert any(link.mime_type == "image/png" and link.uri.startswith(sim_url) for link in image_links)
+    assert [block for block in image.content if isinstance(block, ImageContent)], "no preview"
+    assert sniff_output(saved_file(image, "image").read_bytes()[:64]) is not None
+
+    for result, kind, mime in (
+        (video, "video", "video/mp4"),
+        (speech, "audio", "audio/wav"),
+        (model3d, "model3d", "model/gltf-binary"),
+    ):
+        links = [link for link in result.content if isinstance(link, ResourceLink)]
+        assert any(link.mime_type == mime and link.uri.startswith("http") for link in links), (kind, links)
+        path = saved_file(result, kind)
+        assert path.parent == outputs
+        sniffed = sniff_output(path.read_bytes()[:64])
+        assert sniffed is not None and sniffed.mime_type == mime, (kind, sniffed)
+    # A speech result has nothing to look at; a video's cover and a 3D model's cut-out are images, previewed.
+    assert not [block for block in speech.content if isinstance(block, ImageContent)]
+    assert [block for block in video.content if isinstance(block, ImageContent)]
+
+    texts = [item for item in (caption.structured_content or {})["outputs"] if item["kind"] == "text"]
+    assert texts and texts[0]["text"] and texts[0]["text"] in text_of(caption)
+
+    (contents,) = listed.contents
+    assert isinstance(contents, TextResourceContents)
+    entries = json.loads(contents.text)["models"]
+    assert {(entry["model"], entry["task_type"]) for entry in entries} == {spec.key for spec in CATALOG.all()}
