@@ -40,7 +40,7 @@ import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -286,6 +286,14 @@ def parse_time(value: object) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def ended_at(data: dict[str, Any]) -> datetime | None:
+    """When PiAPI says the task ended: its creation plus its run time (a done result's elapsed_seconds)."""
+    created, elapsed = parse_time(data.get("created_at")), data.get("elapsed_seconds")
+    if created is None or not isinstance(elapsed, int | float) or not data.get("done"):
+        return None
+    return created + timedelta(seconds=elapsed)
+
+
 def lag_target(duration: float) -> float:
     return max(LAG_FLOOR, LAG_FRACTION * duration)
 
@@ -353,7 +361,7 @@ async def _poll_call(
     data = result.structured_content or {}
     task_id = str(data.get("task_id", ""))
     status = "error" if result.is_error and not data else str(data.get("status", "?"))
-    ended = parse_time(data.get("ended_at"))
+    ended = ended_at(data)
     lag = (received - ended).total_seconds() if ended is not None and status == "completed" else None
     polls = (await count_polls(http, [task_id]))[task_id] if task_id else 0
     target = lag_target(duration)
@@ -399,7 +407,7 @@ async def _one_load_call(client: Client, label: str, out: list[_LoadCall], burst
     seconds = time.perf_counter() - burst_start
     data = result.structured_content or {}
     status = str(data.get("status", "error"))
-    ended = parse_time(data.get("ended_at"))
+    ended = ended_at(data)
     lag = (received - ended).total_seconds() if ended is not None and status == "completed" else None
     error = None
     if result.is_error or status != "completed":

@@ -246,7 +246,9 @@ async def edit_while_racing(client: Client, image: str, watchdog: Watchdog) -> l
     """Edit ``image`` again and again (each a new prompt, so none is deduplicated); the refusals."""
     refusals: list[str] = []
     for call in range(RACE_MAX_CALLS):
-        if call >= RACE_CALLS and len(refusals) >= RACE_REFUSALS_WANTED:
+        # Both outcomes must be seen: on a loaded machine the swap can land on every one of a run of calls.
+        succeeded = call - len(refusals)
+        if call >= RACE_CALLS and len(refusals) >= RACE_REFUSALS_WANTED and succeeded > 0:
             break
         with anyio.fail_after(STALL_SECONDS):  # hang guard for a stuck await; the watchdog covers the rest
             result = await edit(client, image, prompt=f"make the sky purple, take {call}")
