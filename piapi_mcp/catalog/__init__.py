@@ -1,15 +1,16 @@
 """The catalog: every PiAPI (model, task_type) pair piapi-mcp knows, one spec each, in its family's module.
 
-Adding a model or task type is one :class:`TaskSpec` in its family's module (a new family: one
-module and one line below). Everything else (tool schema, media resolution, duplicate guard,
-ledger, waiting, saving, the sandbox, ``piapi://models``) reads the spec.
+Adding a model or task type is one :class:`TaskSpec` in its family's module; a new family is one
+new module with a ``SPECS`` tuple, found here by itself. Everything else (tool schema, media
+resolution, duplicate guard, ledger, waiting, saving, the sandbox, ``piapi://models``) reads the spec.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterable
 
-from piapi_mcp.catalog import flux, hailuo, joycaption, trellis, tts
 from piapi_mcp.catalog._spec import (
     AudioInput,
     ImageInput,
@@ -49,7 +50,16 @@ class Catalog:
         return next((spec for spec in self.tools() if spec.tool and spec.tool.name == name), None)
 
 
-CATALOG = Catalog([*flux.SPECS, *hailuo.SPECS, *tts.SPECS, *joycaption.SPECS, *trellis.SPECS])
+def _family_specs() -> list[TaskSpec]:
+    """Every family module's ``SPECS``, modules in name order (``_``-prefixed ones are not families)."""
+    specs: list[TaskSpec] = []
+    for found in sorted(pkgutil.iter_modules(__path__), key=lambda module: module.name):
+        if not found.name.startswith("_"):
+            specs.extend(importlib.import_module(f"{__name__}.{found.name}").SPECS)
+    return specs
+
+
+CATALOG = Catalog(_family_specs())
 
 __all__ = [
     "CATALOG",

@@ -90,6 +90,10 @@ class TaskSpec:
     #: wrong (Midjourney's grid and splits, Kling's ``works[]``, Udio's ``songs[]``); ``None``: the walk.
     parse_outputs: OutputParser | None = None
 
+    #: PiAPI's documented price of one task in US$ (``None`` where PiAPI publishes none): estimates,
+    #: the spend guard, and the simulator's ``meta.usage`` (1 credit unit = US$1e-7).
+    price_usd: float | None = None
+
     @property
     def key(self) -> tuple[str, str]:
         """``(model, task_type)``."""

@@ -118,11 +118,17 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/trellis", "image-to-3d"): Contract(_trellis, "llm", 400_000),
 }
 _NO_CONTRACT: Final = Contract()
+#: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
+USD_PER_CREDIT_UNIT: Final = 1e-7
 
 
 def contract_of(spec: TaskSpec) -> Contract:
-    """The simulator's extra knowledge of ``spec``'s pair (none: no extra check, no usage)."""
-    return CONTRACT_EXTRAS.get(spec.key, _NO_CONTRACT)
+    """The simulator's extra knowledge of ``spec``'s pair; without any, the spec's price as usage."""
+    if spec.key in CONTRACT_EXTRAS:
+        return CONTRACT_EXTRAS[spec.key]
+    if spec.price_usd is None:
+        return _NO_CONTRACT
+    return Contract(consume=round(spec.price_usd / USD_PER_CREDIT_UNIT))
 
 
 def validate_create(body: Any) -> tuple[TaskSpec, dict[str, Any]] | str:
