@@ -185,19 +185,27 @@ def _merge_nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _SHAPE_DROPPED: Final = frozenset({"title", "description", "default", "format", "examples"})
 
 
-def output_shape(schema: Any) -> Any:
+def output_shape(schema: Any, *, keep: Sequence[str] | None = None) -> Any:
     """``schema`` reduced to its shape: types, properties, enums; nullable as ``[T, "null"]``.
 
     Definitions are written in place (each is used once), ``required`` keeps only the fields that
-    always carry a value. Every document the full schema accepts, this one accepts too, so hosts
-    that check ``structuredContent`` against it see no difference.
+    always carry a value. With ``keep``, only those top-level properties are described, each by its
+    type alone (the others are still allowed: objects take extra properties by default). Every
+    document the full schema accepts, this one accepts too, so hosts that check
+    ``structuredContent`` against it see no difference.
     """
     if isinstance(schema, dict) and isinstance(schema.get("$defs"), dict):
         definitions = schema["$defs"]
         schema = _inline(
             {key: value for key, value in schema.items() if key != "$defs"}, definitions, depth=0
         )
-    return _shape(schema)
+    shaped = _shape(schema)
+    if keep is None or not isinstance(shaped, dict) or not isinstance(shaped.get("properties"), dict):
+        return shaped
+    properties = shaped["properties"]
+    core = {name: {"type": properties[name]["type"]} for name in keep if "type" in properties.get(name, {})}
+    required = [name for name in shaped.get("required", []) if name in core]
+    return {"type": "object", "properties": core, **({"required": required} if required else {})}
 
 
 def _inline(schema: Any, definitions: dict[str, Any], *, depth: int) -> Any:

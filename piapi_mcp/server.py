@@ -86,6 +86,10 @@ READS_LOCAL: Final = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 __all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "create_server"]
 
 
+#: The tool whose output schema is the task result's full shape; other task tools publish its core.
+FULL_RESULT_SCHEMA_TOOL: Final = "get_task"
+TASK_RESULT_CORE: Final = ("task_id", "status", "done", "outputs")
+
 #: Any output of a task; the template's MIME type says "some file", each read says what it is.
 OUTPUT_RESOURCE: Final = "piapi://tasks/{task_id}/outputs/{n}"
 OUTPUT_RESOURCE_MIME_TYPE: Final = "application/octet-stream"
@@ -96,17 +100,26 @@ class PiAPIMCPServer(MCPServer[Any]):
     """``MCPServer`` whose every tool failure reads as one sentence, and whose tool list is lean."""
 
     async def list_tools(self) -> list[MCPTool]:
-        """The tools, their schemas without pydantic's per-property titles (hosts pay for every byte)."""
+        """The tools with lean schemas: hosts load every byte of them into the model's context.
+
+        Input schemas lose pydantic's titles; output schemas keep their shape only. The task result's
+        full shape is published once, on ``get_task``; every other task tool publishes its core
+        (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy.
+        """
         tools = await super().list_tools()
-        return [
-            tool.model_copy(
-                update={
-                    "input_schema": lean_schema(tool.input_schema),
-                    "output_schema": output_shape(tool.output_schema) if tool.output_schema else None,
-                }
+        task_result = TaskResult.model_json_schema()
+        published = []
+        for tool in tools:
+            output = tool.output_schema
+            if output is not None:
+                core = output == task_result and tool.name != FULL_RESULT_SCHEMA_TOOL
+                output = output_shape(output, keep=TASK_RESULT_CORE if core else None)
+            published.append(
+                tool.model_copy(
+                    update={"input_schema": lean_schema(tool.input_schema), "output_schema": output}
+                )
             )
-            for tool in tools
-        ]
+        return published
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
