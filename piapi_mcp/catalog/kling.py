@@ -274,7 +274,7 @@ KLING_VIDEO = TaskSpec(
     model="kling",
     task_type="video_generation",
     input=KlingVideoInput,
-    summary="Make a video from a text or a first (and last) frame (Kling 3.0 by default, or a legacy version).",
+    summary="Make a video from a text or a first (and last) frame (Kling 3.0, or a legacy version).",
     output="video",
     # PiAPI's 3.0 example: about 1 min 50 s for 5 s std.
     typical_seconds=110.0,
