@@ -474,7 +474,8 @@ async def test_a_spec_parser_reads_the_output_of_tasks_of_its_model_and_task_typ
     spec = replace(
         KONTEXT, model="kling", task_type="video_generation", tool=None, parse_outputs=kling.parse_outputs
     )
-    monkeypatch.setattr(catalog, "CATALOG", Catalog([*catalog.CATALOG.all(), spec]))
+    others = [known for known in catalog.CATALOG.all() if known.key != spec.key]
+    monkeypatch.setattr(catalog, "CATALOG", Catalog([*others, spec]))
     recorded = sample("kling__video_generation.json")["data"]["output"]
     clean, marked, cover = (
         host(simulator, "clean", MP4),

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from piapi_mcp.catalog import CATALOG, OutputKind, TaskSpec
+from piapi_mcp.catalog.kling import EFFECTS_WITH_PROMPT
 
 #: The extension the simulator serves each kind of file under (text has no file).
 SERVED_EXTENSIONS: Final[dict[OutputKind, str]] = {
@@ -60,6 +61,8 @@ _DEFAULT_OUTPUTS: Final[dict[OutputKind, dict[str, Any]]] = {
 }
 
 Check = Callable[[dict[str, Any]], str | None]
+#: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
+USD_PER_CREDIT_UNIT: Final = 1e-7
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,69 @@ def _trellis(task_input: dict[str, Any]) -> str | None:
     return None
 
 
+# --- video families (piapi-catalog.md §5.3 to §5.8, §5.16) ---------------------------------------
+
+_KLING_LEGACY: Final = frozenset({"1.0", "1.5", "1.6", "2.0", "2.1", "2.1-master"})
+_KLING_VERSIONS: Final = _KLING_LEGACY | {"2.5", "2.6", "3.0"}
+
+
+def _kling_video(task_input: dict[str, Any]) -> str | None:
+    # Kling's pages: 3.0 needs a version and a prompt; legacy versions make 5 or 10 s and need a first
+    # frame before a last one; elements need 1.6.
+    version = task_input.get("version")
+    if version not in _KLING_VERSIONS:
+        return f"input.version must be one of {', '.join(sorted(_KLING_VERSIONS))}"
+    if version == "3.0" and not task_input.get("prompt") and not task_input.get("multi_shots"):
+        return "input.prompt is required"
+    if version in _KLING_LEGACY and task_input.get("duration", 5) not in (5, 10):
+        return f"input.duration must be 5 or 10 with version {version}"
+    if task_input.get("image_tail_url") and not task_input.get("image_url"):
+        return "input.image_tail_url needs input.image_url"
+    if task_input.get("elements") and version != "1.6":
+        return "input.elements needs version 1.6"
+    return None
+
+
+def _kling_lip_sync(task_input: dict[str, Any]) -> str | None:
+    if not task_input.get("tts_text") and not task_input.get("local_dubbing_url"):
+        return "input.tts_text or input.local_dubbing_url is required"
+    return None
+
+
+def _kling_effects(task_input: dict[str, Any]) -> str | None:
+    effect = task_input.get("effect")
+    if effect in EFFECTS_WITH_PROMPT and not task_input.get("prompt"):
+        return f"input.prompt is required with the {effect} effect"
+    return None
+
+
+def _kling_try_on(task_input: dict[str, Any]) -> str | None:
+    if (
+        not task_input.get("dress_input")
+        and not task_input.get("upper_input")
+        and not task_input.get("lower_input")
+    ):
+        return "input.dress_input, or input.upper_input and/or input.lower_input, is required"
+    return None
+
+
+def _kling_motion(task_input: dict[str, Any]) -> str | None:
+    if not task_input.get("video_url") and not task_input.get("preset_motion"):
+        return "input.video_url or input.preset_motion is required"
+    return None
+
+
+def _seedance_fast(task_input: dict[str, Any]) -> str | None:
+    return "input.resolution: fast tiers cap at 720p" if task_input.get("resolution") == "1080p" else None
+
+
+def _priced(model: str, task_type: str, check: Check | None, usage_type: str) -> Contract:
+    """A contract whose usage is the spec's documented price (0 where PiAPI publishes none)."""
+    spec = CATALOG.find(model, task_type)
+    price = spec.price_usd if spec is not None and spec.price_usd is not None else 0.0
+    return Contract(check, usage_type, round(price / USD_PER_CREDIT_UNIT))
+
+
 #: Per-pair limits and usage, from PiAPI's documented examples (``piapi-catalog.md``, ``piapi-api.md`` §2.2).
 CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/flux1-dev-advanced", "kontext"): Contract(_kontext, "llm", 200_000),
@@ -116,10 +182,18 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/tts", "zero-shot"): Contract(None, "llm", 0),
     ("Qubico/joycaption", "joycaption-beta-one"): Contract(None, "llm", 100_000),
     ("Qubico/trellis", "image-to-3d"): Contract(_trellis, "llm", 400_000),
+    # video families
+    ("kling", "video_generation"): _priced("kling", "video_generation", _kling_video, "point"),
+    ("kling", "lip_sync"): _priced("kling", "lip_sync", _kling_lip_sync, "point"),
+    ("kling", "effects"): _priced("kling", "effects", _kling_effects, "point"),
+    ("kling", "ai_try_on"): _priced("kling", "ai_try_on", _kling_try_on, "point"),
+    ("kling", "motion_control"): _priced("kling", "motion_control", _kling_motion, "point"),
+    ("seedance", "seedance-2-fast"): _priced("seedance", "seedance-2-fast", _seedance_fast, "llm"),
+    ("seedance", "seedance-2-fast-less-restriction"): _priced(
+        "seedance", "seedance-2-fast-less-restriction", _seedance_fast, "llm"
+    ),
 }
 _NO_CONTRACT: Final = Contract()
-#: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
-USD_PER_CREDIT_UNIT: Final = 1e-7
 
 
 def contract_of(spec: TaskSpec) -> Contract:
