@@ -109,6 +109,15 @@ def _trellis(task_input: dict[str, Any]) -> str | None:
     return None
 
 
+def _no_longer_run(spec: TaskSpec) -> Check:
+    """A discontinued or stopped pair's check: every create is refused (PiAPI's words are not documented)."""
+
+    def refuse(task_input: dict[str, Any]) -> str | None:
+        return f"{spec.model} {spec.task_type} is {spec.status}: PiAPI no longer runs it"
+
+    return refuse
+
+
 #: Per-pair limits and usage, from PiAPI's documented examples (``piapi-catalog.md``, ``piapi-api.md`` §2.2).
 CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/flux1-dev-advanced", "kontext"): Contract(_kontext, "llm", 200_000),
@@ -116,6 +125,11 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/tts", "zero-shot"): Contract(None, "llm", 0),
     ("Qubico/joycaption", "joycaption-beta-one"): Contract(None, "llm", 100_000),
     ("Qubico/trellis", "image-to-3d"): Contract(_trellis, "llm", 400_000),
+    # --- image, audio and 3D families ---
+    # PiAPI's completed Pixal3D example: usage type point, 2,500,000 units.
+    ("Qubico/pixal3d", "image-to-3d"): Contract(None, "point", 2_500_000),
+    # Midjourney (discontinued) and Suno (stopped): refused, as run_task refuses them before sending.
+    **{spec.key: Contract(_no_longer_run(spec)) for spec in CATALOG.all() if spec.status != "active"},
 }
 _NO_CONTRACT: Final = Contract()
 #: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
