@@ -81,6 +81,10 @@ def test_the_example_of_every_spec_validates_against_its_input_model(spec: TaskS
 async def test_the_simulator_completes_every_spec_example_with_its_kind_of_output_in_the_documented_shape(
     spec: TaskSpec, simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient
 ) -> None:
+    if spec.status != "active":
+        pytest.skip(
+            f"{spec.status}: PiAPI no longer runs it and the simulator refuses it (test_catalog_status.py)"
+        )
     client = client_for(http, clock)
     sent = spec.request_input(spec.input.model_validate(spec.example))
 

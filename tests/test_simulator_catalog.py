@@ -77,7 +77,7 @@ async def test_a_pair_the_catalog_does_not_know_is_refused_with_400_and_nothing_
         "message": "invalid request: unsupported model/task_type 'Qubico/flux1-dev-advanced'/'txt2video'",
     }
     with pytest.raises(BadRequestError) as refused:
-        await client_for(http, clock).create_task("midjourney", "imagine", {"prompt": "a cat"})
+        await client_for(http, clock).create_task("nobody", "txt2img", {"prompt": "a cat"})
     assert refused.value.status_code == 400 and "unsupported model/task_type" in str(
         refused.value.upstream_message
     )

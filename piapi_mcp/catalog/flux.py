@@ -11,7 +11,7 @@ Fields PiAPI documents thinly (``seed``, ``batch_size``) pass through as extra k
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -21,6 +21,7 @@ from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec, ToolInfo
 KONTEXT_MODEL = "Qubico/flux1-dev-advanced"
 KONTEXT_TASK_TYPE = "kontext"
 FLUX_DEV_MODEL = "Qubico/flux1-dev"
+FLUX_SCHNELL_MODEL = "Qubico/flux1-schnell"
 #: PiAPI's text-to-image rule: width times height must not exceed this.
 MAX_PIXELS: Final = 1_048_576
 
@@ -219,4 +220,301 @@ FLUX_TXT2IMG = TaskSpec(
     ),
 )
 
-SPECS = (KONTEXT, FLUX_TXT2IMG, FLUX_IMG2IMG)
+# --- Flux schnell and dev-advanced: text-to-image, image-to-image ----------------------------------
+
+#: PiAPI's documented output of a Flux task (``image_url`` for one image, ``image_urls`` for several,
+#: ``image_base64`` usually empty): the completed example of https://piapi.ai/docs/flux-api/kontext,
+#: which the text-to-image and image-to-image pages describe with the same schema.
+FLUX_OUTPUT: Final = KONTEXT.output_example
+BatchSize = Annotated[
+    int | None,
+    Field(default=None, ge=1, le=4, description="Images to make (1 to 4, schnell only); each is paid."),
+]
+
+
+def _image_field(description: str) -> Any:
+    """A required picture field, as Flux takes them (URL, local file, data: URI or earlier output)."""
+    return Field(
+        min_length=1, max_length=14_500_000, pattern=r"\S", description=f"{description}: {MEDIA_FORMS}."
+    )
+
+
+class FluxSchnellTextToImageInput(FluxTextToImageInput):
+    """The ``input`` of a Flux schnell text-to-image task: dev's fields and ``batch_size``."""
+
+    batch_size: BatchSize = None
+
+
+class FluxSchnellImageToImageInput(FluxImageToImageInput):
+    """The ``input`` of a Flux schnell image-to-image task: dev's fields and ``batch_size``."""
+
+    batch_size: BatchSize = None
+
+
+FLUX_SCHNELL_TXT2IMG = TaskSpec(
+    model=FLUX_SCHNELL_MODEL,
+    task_type="txt2img",
+    input=FluxSchnellTextToImageInput,
+    summary="Create a picture from a text description, fast and cheap (Flux schnell text-to-image).",
+    output="image",
+    # No documented run time; schnell is Flux's few-step model, several times faster than dev.
+    typical_seconds=10.0,
+    example={"prompt": "a paper crane on a desk, soft light", "width": 1024, "height": 1024, "batch_size": 2},
+    noun="image",
+    output_example=FLUX_OUTPUT,
+    # piapi-api.md §5.3: about $0.002 per image (a schnell example consumed 20,000 units), times batch_size.
+    price_usd=0.002,
+)
+
+FLUX_SCHNELL_IMG2IMG = TaskSpec(
+    model=FLUX_SCHNELL_MODEL,
+    task_type="img2img",
+    input=FluxSchnellImageToImageInput,
+    summary="Redraw a picture guided by a text description, fast and cheap (Flux schnell image-to-image).",
+    output="image",
+    typical_seconds=10.0,
+    example={"prompt": "a pencil sketch", "image": "https://example.com/photo.png", "denoise": 0.6},
+    noun="image",
+    output_example=FLUX_OUTPUT,
+    price_usd=0.002,
+)
+
+FLUX_ADVANCED_TXT2IMG = TaskSpec(
+    model=KONTEXT_MODEL,
+    task_type="txt2img",
+    input=FluxTextToImageInput,
+    summary="Create a picture from a text description (Flux dev-advanced text-to-image).",
+    output="image",
+    # No documented run time; Kontext, on the same model, ran 32.7 s.
+    typical_seconds=30.0,
+    example={"prompt": "a red fox in fresh snow, photograph", "width": 1024, "height": 768},
+    noun="image",
+    output_example=FLUX_OUTPUT,
+)
+
+FLUX_ADVANCED_IMG2IMG = TaskSpec(
+    model=KONTEXT_MODEL,
+    task_type="img2img",
+    input=FluxImageToImageInput,
+    summary="Redraw a picture guided by a text description (Flux dev-advanced image-to-image).",
+    output="image",
+    typical_seconds=30.0,
+    example={"prompt": "an oil painting", "image": "https://example.com/photo.png", "denoise": 0.7},
+    noun="image",
+    output_example=FLUX_OUTPUT,
+)
+
+# --- Flux dev-advanced: LoRA, ControlNet, fill, redux ------------------------------------------------
+# PiAPI's "Flux with LoRA and Controlnet" and "Redux Variation, Fill, Inpaint and Outpaint" pages
+# (piapi-api.md §5.3): one LoRA at most, exactly one ControlNet. The LoRA and ControlNet names are
+# described, not enumerated, since PiAPI adds to its lists.
+
+LORA_TYPES: Final = (
+    "anime, art, disney, furry, mjv6, realism, scenery, collage-artstyle, creepcute, cyberpunk-anime-style, "
+    "deco-pulse, moebius-style, graphic-portrait, …"
+)
+
+
+class LoraSetting(BaseModel):
+    """One LoRA of ``lora_settings``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    lora_type: str = Field(min_length=1, max_length=200, description=f"The LoRA's name: {LORA_TYPES}")
+    lora_strength: float | None = Field(default=None, ge=0, le=2, description="How strongly it applies.")
+
+
+class ControlNetSetting(BaseModel):
+    """The one ControlNet of ``control_net_settings``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    control_type: str = Field(
+        min_length=1, max_length=100, description="depth, soft_edge, canny or openpose."
+    )
+    # A nested field is not resolved like top-level media: PiAPI fetches this URL itself.
+    control_image: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="The control picture, an http(s) URL.",
+    )
+    control_strength: float | None = Field(default=None, ge=0, le=1, description="How strongly it steers.")
+    return_preprocessed_image: bool | None = Field(
+        default=None, description="Also return the preprocessed control picture."
+    )
+
+
+OneLora = Annotated[
+    list[LoraSetting], Field(min_length=1, max_length=1, description="Exactly one LoRA (PiAPI's capacity).")
+]
+
+
+class FluxLoraTextToImageInput(FluxTextToImageInput):
+    """The ``input`` of a Flux ``txt2img-lora`` task: text-to-image in the style of one LoRA."""
+
+    lora_settings: OneLora
+
+
+class FluxLoraImageToImageInput(FluxImageToImageInput):
+    """The ``input`` of a Flux ``img2img-lora`` task: image-to-image in the style of one LoRA."""
+
+    lora_settings: OneLora
+
+
+class FluxControlNetInput(BaseModel):
+    """The ``input`` of a Flux ``controlnet-lora`` task: one ControlNet, optionally one LoRA."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Prompt
+    control_net_settings: list[ControlNetSetting] = Field(
+        min_length=1, max_length=1, description="Exactly one ControlNet."
+    )
+    lora_settings: list[LoraSetting] | None = Field(
+        default=None, max_length=1, description="At most one LoRA."
+    )
+    negative_prompt: NegativePrompt = None
+    guidance_scale: GuidanceScale = None
+    steps: Steps | None = None
+
+
+class FluxInpaintInput(BaseModel):
+    """The ``input`` of a Flux ``fill-inpaint`` task: the white area of the picture is redrawn."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Prompt
+    image: ImageInput = _image_field("The picture, with the area to redraw painted pure white")
+    negative_prompt: NegativePrompt = None
+    steps: Steps | None = None
+
+
+class OutpaintSetting(BaseModel):
+    """How far ``fill-outpaint`` extends the picture on each side, in pixels."""
+
+    model_config = ConfigDict(extra="allow")
+
+    setting_type: Literal["outpaint"] = "outpaint"
+    outpaint_left: int | None = Field(default=None, ge=0, le=2048, description="Pixels added on the left.")
+    outpaint_right: int | None = Field(default=None, ge=0, le=2048, description="Pixels added on the right.")
+    outpaint_top: int | None = Field(default=None, ge=0, le=2048, description="Pixels added on top.")
+    outpaint_bottom: int | None = Field(default=None, ge=0, le=2048, description="Pixels added below.")
+
+
+class FluxOutpaintInput(BaseModel):
+    """The ``input`` of a Flux ``fill-outpaint`` task (the added area under 1024 x 1024 px in total)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Prompt
+    image: ImageInput = _image_field("The picture to extend")
+    custom_settings: list[OutpaintSetting] = Field(
+        min_length=1, max_length=1, description="One outpaint setting: the pixels to add on each side."
+    )
+    negative_prompt: NegativePrompt = None
+    steps: Steps | None = None
+
+
+class FluxReduxInput(BaseModel):
+    """The ``input`` of a Flux ``redux-variation`` task: a variation of a picture."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Prompt
+    image: ImageInput = _image_field("The picture to make a variation of")
+    width: Width | None = None
+    height: Height | None = None
+    steps: Steps | None = None
+
+    @model_validator(mode="after")
+    def _area(self) -> FluxReduxInput:
+        if self.width is not None and self.height is not None:
+            _check_area(self.width, self.height)
+        return self
+
+
+def _advanced(
+    task_type: str, model_input: type[BaseModel], summary: str, example: dict[str, Any]
+) -> TaskSpec:
+    """A Flux dev-advanced image task (no documented run time or price: Kontext's 32.7 s as the guess)."""
+    return TaskSpec(
+        model=KONTEXT_MODEL,
+        task_type=task_type,
+        input=model_input,
+        summary=summary,
+        output="image",
+        typical_seconds=30.0,
+        example=example,
+        noun="image",
+        output_example=FLUX_OUTPUT,
+    )
+
+
+_LORA = [{"lora_type": "anime", "lora_strength": 1.0}]
+
+FLUX_TXT2IMG_LORA = _advanced(
+    "txt2img-lora",
+    FluxLoraTextToImageInput,
+    "Create a picture from a text description in the style of a LoRA (Flux dev-advanced).",
+    {"prompt": "a girl reading under a cherry tree", "lora_settings": _LORA},
+)
+FLUX_IMG2IMG_LORA = _advanced(
+    "img2img-lora",
+    FluxLoraImageToImageInput,
+    "Redraw a picture in the style of a LoRA, guided by a text (Flux dev-advanced).",
+    {"prompt": "anime style", "image": "https://example.com/photo.png", "lora_settings": _LORA},
+)
+FLUX_CONTROLNET_LORA = _advanced(
+    "controlnet-lora",
+    FluxControlNetInput,
+    "Create a picture that follows a control image's pose, depth or edges (Flux ControlNet, optional LoRA).",
+    {
+        "prompt": "a dancer on a stage, spotlight",
+        "control_net_settings": [
+            {
+                "control_type": "openpose",
+                "control_image": "https://example.com/pose.png",
+                "control_strength": 0.7,
+            }
+        ],
+    },
+)
+FLUX_FILL_INPAINT = _advanced(
+    "fill-inpaint",
+    FluxInpaintInput,
+    "Redraw the white-painted area of a picture from a text (Flux fill inpaint).",
+    {"prompt": "a vase of tulips", "image": "https://example.com/masked.png"},
+)
+FLUX_FILL_OUTPAINT = _advanced(
+    "fill-outpaint",
+    FluxOutpaintInput,
+    "Extend a picture beyond its edges, guided by a text (Flux fill outpaint).",
+    {
+        "prompt": "a wide mountain valley",
+        "image": "https://example.com/photo.png",
+        "custom_settings": [{"setting_type": "outpaint", "outpaint_left": 256, "outpaint_right": 256}],
+    },
+)
+FLUX_REDUX_VARIATION = _advanced(
+    "redux-variation",
+    FluxReduxInput,
+    "Make a variation of a picture, guided by a text (Flux redux).",
+    {"prompt": "the same scene at night", "image": "https://example.com/photo.png"},
+)
+
+SPECS = (
+    KONTEXT,
+    FLUX_TXT2IMG,
+    FLUX_IMG2IMG,
+    FLUX_SCHNELL_TXT2IMG,
+    FLUX_SCHNELL_IMG2IMG,
+    FLUX_ADVANCED_TXT2IMG,
+    FLUX_ADVANCED_IMG2IMG,
+    FLUX_TXT2IMG_LORA,
+    FLUX_IMG2IMG_LORA,
+    FLUX_CONTROLNET_LORA,
+    FLUX_FILL_INPAINT,
+    FLUX_FILL_OUTPAINT,
+    FLUX_REDUX_VARIATION,
+)

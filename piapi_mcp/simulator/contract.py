@@ -175,6 +175,15 @@ def _priced(model: str, task_type: str, check: Check | None, usage_type: str) ->
     return Contract(check, usage_type, round(price / USD_PER_CREDIT_UNIT))
 
 
+def _no_longer_run(spec: TaskSpec) -> Check:
+    """A discontinued or stopped pair's check: every create is refused (PiAPI's words are not documented)."""
+
+    def refuse(task_input: dict[str, Any]) -> str | None:
+        return f"{spec.model} {spec.task_type} is {spec.status}: PiAPI no longer runs it"
+
+    return refuse
+
+
 #: Per-pair limits and usage, from PiAPI's documented examples (``piapi-catalog.md``, ``piapi-api.md`` §2.2).
 CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/flux1-dev-advanced", "kontext"): Contract(_kontext, "llm", 200_000),
@@ -192,6 +201,11 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("seedance", "seedance-2-fast-less-restriction"): _priced(
         "seedance", "seedance-2-fast-less-restriction", _seedance_fast, "llm"
     ),
+    # --- image, audio and 3D families ---
+    # PiAPI's completed Pixal3D example: usage type point, 2,500,000 units.
+    ("Qubico/pixal3d", "image-to-3d"): Contract(None, "point", 2_500_000),
+    # Midjourney (discontinued) and Suno (stopped): refused, as run_task refuses them before sending.
+    **{spec.key: Contract(_no_longer_run(spec)) for spec in CATALOG.all() if spec.status != "active"},
 }
 _NO_CONTRACT: Final = Contract()
 
