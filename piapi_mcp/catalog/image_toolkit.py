@@ -108,8 +108,8 @@ FACE_SWAP = TaskSpec(
         title="Swap a face (Faceswap)",
         description=(
             "Put the face from one picture onto the person in another picture (target_image) or in a "
-            "video (target_video); result saved and linked. Paid, about $0.015 a picture; about 20 s, a "
-            "video minutes."
+            "video (target_video); result saved and linked. Paid; about 20 s for a picture, minutes for a "
+            "video."
         ),
         input=SwapFaceArguments,
         route=_route_swap,
