@@ -35,6 +35,8 @@ class MediaField:
 ImageInput = Annotated[str, MediaField("image")]
 #: The forms every media field takes, for its description.
 MEDIA_FORMS = "an http(s) URL, a local file in the allowed folders, a data: URI, or piapi://tasks/{id}[#n]"
+#: The same, in few words, for the curated tools' media arguments (every byte of tools/list costs).
+MEDIA_FORMS_SHORT = "URL, local file, data: URI or piapi://tasks/{id}"
 VideoInput = Annotated[str, MediaField("video")]
 AudioInput = Annotated[str, MediaField("audio")]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from piapi_mcp.catalog._generate_3d import GENERATE_3D
 from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
 
 
@@ -78,6 +79,7 @@ TRELLIS_IMAGE_TO_3D = TaskSpec(
     typical_seconds=120.0,
     example={"image": "https://i.ibb.co/kgz3ZhwY/e053f0e939da.jpg"},
     noun="3D model",
+    tool=GENERATE_3D,
     # No completed Trellis example is published: the three fields are those PiAPI's MCP server reads
     # (model_file, combined_video, no_background_image); the .glb on img.theapi.app/temp is the
     # form of the completed example of https://piapi.ai/docs/pixal-3d-api/create-task.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import AudioInput, TaskSpec
+from piapi_mcp.catalog._spec import AudioInput, TaskSpec, ToolInfo
 
 
 class TextToSpeechInput(BaseModel):
@@ -22,18 +22,15 @@ class TextToSpeechInput(BaseModel):
         min_length=1,
         max_length=10_000,
         pattern=r"\S",
-        description="The text to speak (at most 10,000 characters).",
+        description="The text to speak.",
     )
     ref_audio: AudioInput = Field(
         min_length=1,
-        description=(
-            "A recording of the voice to speak in (3 to 30 s of WAV, MP3 or FLAC): URL, local file or "
-            "data: URI."
-        ),
+        description="The voice: 3-30 s of WAV, MP3 or FLAC (URL, local file, data: URI).",
     )
     ref_text: str | None = Field(
         default=None,
-        description="What the reference recording says; transcribed automatically when left out.",
+        description="What ref_audio says (transcribed when left out).",
     )
 
 
@@ -47,6 +44,14 @@ TTS_ZERO_SHOT = TaskSpec(
     typical_seconds=8.0,
     example={"gen_text": "Hello from the PiAPI sandbox.", "ref_audio": "https://example.com/voice.wav"},
     noun="speech",
+    tool=ToolInfo(
+        name="text_to_speech",
+        title="Read a text aloud (F5-TTS)",
+        description=(
+            "Read a text aloud in the voice of a short recording (ref_audio) with F5-TTS; the speech is "
+            "saved and linked. Paid, about $0.025 per 1,000 characters; about 10 s."
+        ),
+    ),
     # No completed example is published; the output field is PiAPI's MCP server's (it reads
     # output.audio_url), the host and form are those of PiAPI's other outputs (img.theapi.app/temp).
     output_example={"audio_url": "https://img.theapi.app/temp/5b3c5a4e-0c2f-4f0b-9d0e-2f4c8d1f6a7b.wav"},

@@ -10,6 +10,7 @@ bytes of the right kind.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -184,6 +185,51 @@ def _no_longer_run(spec: TaskSpec) -> Check:
     return refuse
 
 
+# --- tools families ---------------------------------------------------------------------------------
+
+
+def _udio_music(task_input: dict[str, Any]) -> str | None:
+    # PiAPI's Udio examples: lyrics_type decides what else is needed; an extension names its song.
+    kind = task_input.get("lyrics_type")
+    if kind not in ("generate", "user", "instrumental"):
+        return "input.lyrics_type must be generate, user or instrumental"
+    if kind == "user" and not (task_input.get("lyrics") or task_input.get("prompt")):
+        return "input.lyrics is required with lyrics_type user"
+    if kind != "user" and not task_input.get("gpt_description_prompt"):
+        return f"input.gpt_description_prompt is required with lyrics_type {kind}"
+    return None
+
+
+#: PiAPI's Faceswap pages: faces are numbered from 0, given as "0" or "1,0".
+_FACES_INDEX: Final = re.compile(r"\d+(,\d+)*")
+
+
+def _faces_index(task_input: dict[str, Any]) -> str | None:
+    for name in ("swap_faces_index", "target_faces_index"):
+        value = task_input.get(name)
+        if value is not None and not (isinstance(value, str) and _FACES_INDEX.fullmatch(value)):
+            return f"input.{name} must be face numbers separated by commas, like '0,1'"
+    return None
+
+
+def _image_face_swap(task_input: dict[str, Any]) -> str | None:
+    # PiAPI's Faceswap page: both pictures are URLs ending in jpg/jpeg/png/webp, or base64.
+    for name in ("target_image", "swap_image"):
+        value = str(task_input.get(name) or "")
+        if value.startswith(("http://", "https://")) and not _IMAGE_URL.search(urlsplit(value).path):
+            return f"input.{name} must be a URL ending in jpg, jpeg, png or webp"
+    return _faces_index(task_input)
+
+
+def _video_face_swap(task_input: dict[str, Any]) -> str | None:
+    if not task_input.get("swap_image") or not task_input.get("target_video"):
+        return "input.swap_image and input.target_video are required"
+    return _faces_index(task_input)
+
+
+_IMAGE_URL: Final = re.compile(r"\.(jpe?g|png|webp)$", re.IGNORECASE)
+
+
 #: Per-pair limits and usage, from PiAPI's documented examples (``piapi-catalog.md``, ``piapi-api.md`` §2.2).
 CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/flux1-dev-advanced", "kontext"): Contract(_kontext, "llm", 200_000),
@@ -206,6 +252,11 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/pixal3d", "image-to-3d"): Contract(None, "point", 2_500_000),
     # Midjourney (discontinued) and Suno (stopped): refused, as run_task refuses them before sending.
     **{spec.key: Contract(_no_longer_run(spec)) for spec in CATALOG.all() if spec.status != "active"},
+    # --- tools families: Udio, Faceswap, the image and video toolkits ---
+    ("music-u", "generate_music"): Contract(_udio_music, "point", 500_000),
+    ("Qubico/image-toolkit", "face-swap"): Contract(_image_face_swap),
+    ("Qubico/image-toolkit", "multi-face-swap"): Contract(_image_face_swap, "llm", 150_000),
+    ("Qubico/video-toolkit", "face-swap"): Contract(_video_face_swap),
 }
 _NO_CONTRACT: Final = Contract()
 
@@ -289,7 +340,7 @@ def shape_output(
 
     example = spec.output_example or _DEFAULT_OUTPUTS[spec.output]
     shaped = visit(example, ())
-    if spec.output == "text" and not any(isinstance(v, str) and v for v in shaped.values()):
+    if spec.output == "text" and not _has_text(shaped):
         shaped = {**shaped, "text": caption}
     return shaped, served
 
@@ -304,3 +355,12 @@ def _kind_of(url: str, keys: tuple[str, ...], fallback: OutputKind) -> OutputKin
             if word in key.lower():
                 return kind
     return fallback
+
+
+def _has_text(value: Any) -> bool:
+    """Whether a non-empty string is anywhere in ``value`` (Udio's lyrics are in ``lyrics_pairs[].text``)."""
+    if isinstance(value, Mapping):
+        return any(_has_text(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_text(item) for item in value)
+    return isinstance(value, str) and bool(value)
