@@ -44,7 +44,7 @@ from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
 from piapi_mcp.media import output_mime_type, paths_from_roots
-from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, TaskResult
+from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, AccountInfo, TaskResult
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
@@ -258,6 +258,19 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         text, structured = renderer.listing(listing, status)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
+    async def get_account() -> Annotated[CallToolResult, AccountInfo]:
+        """The PiAPI account's balance, credits and plan, and what this server spent in the last 24 h."""
+        with _as_tool_error():
+            info = await service.account()
+        return renderer.account(info)
+
+    server.add_tool(
+        get_account,
+        title="PiAPI account",
+        description="Your PiAPI balance (US$), credits and plan, and what this server spent in the last "
+        "24 h (and its daily budget). Free.",
+        annotations=READS,
+    )
     server.add_tool(
         get_task,
         title="Get a PiAPI task",

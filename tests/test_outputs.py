@@ -546,14 +546,19 @@ async def test_list_tasks_records_output_urls_of_every_kind(
 
 
 async def test_the_published_task_result_schema_stays_lean(session: Client) -> None:
-    """It repeats on every task tool: its shape only, no prose (4,184 bytes before issue 8)."""
+    """It repeats on every task tool: its shape only, no prose (4,184 bytes before issue 8; 1,112 before
+    issue 9's costs and next actions)."""
     tools = (await session.list_tools()).tools
-    published = [tool.output_schema for tool in tools if tool.name != "list_tasks" and tool.output_schema]
+    published = [
+        tool.output_schema
+        for tool in tools
+        if tool.name not in ("list_tasks", "get_account") and tool.output_schema
+    ]
 
     assert published and all(schema == published[0] for schema in published)
     assert "outputs" in published[0]["properties"] and "images" not in published[0]["properties"]
     assert "description" not in json.dumps(published[0])
-    assert len(json.dumps(published[0], separators=(",", ":"))) <= 1_200
+    assert len(json.dumps(published[0], separators=(",", ":"))) <= 1_250
 
 
 # --- media inputs of every kind ------------------------------------------------------------------

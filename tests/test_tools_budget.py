@@ -1,4 +1,4 @@
-"""What tools/list costs a host's context: at most 12,000 bytes of compact JSON, measured as the host gets it.
+"""What tools/list costs a host's context: at most 16,000 bytes of compact JSON, measured as the host gets it.
 
 Hosts load every tool's name, description and schemas into the model's context on every turn, so
 the catalog is read on demand from resources instead, the "do not create it again" guidance is said
@@ -21,13 +21,13 @@ from tests.helpers import EDIT, TOOLS, tools_list_json
 
 pytestmark = pytest.mark.anyio
 
-#: The issue's budget for this issue's tools (the next issue's must fit in 16,000).
-TOOLS_LIST_BUDGET = 12_000
+#: Issue 9's budget for all its tools (issue 8's, 12,000, held before get_account and result costs).
+TOOLS_LIST_BUDGET = 16_000
 MODERN = "2026-07-28"
 
 
-async def test_tools_list_fits_in_12000_bytes_of_compact_json(mcp_client: Client) -> None:
-    """The whole tools/list (every tool, its schemas and annotations), compact, is at most 12,000 bytes."""
+async def test_tools_list_fits_in_16000_bytes_of_compact_json(mcp_client: Client) -> None:
+    """The whole tools/list (every tool, its schemas and annotations), compact, is at most 16,000 bytes."""
     tools = (await mcp_client.list_tools()).tools
     size = len(tools_list_json(tools).encode("utf-8"))
 

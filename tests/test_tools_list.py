@@ -76,7 +76,7 @@ async def test_every_tool_publishes_the_task_result_output_schema(mcp_client: Cl
 
     for tool in (await tools_by_name(mcp_client)).values():
         assert tool.output_schema is not None, tool.name
-        if tool.name != "list_tasks":
+        if tool.name not in ("list_tasks", "get_account"):
             assert set(tool.output_schema["properties"]) == expected, tool.name
 
 

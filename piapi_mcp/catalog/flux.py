@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec, ToolInfo
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec, ToolInfo, upscale_images
 
 KONTEXT_MODEL = "Qubico/flux1-dev-advanced"
 KONTEXT_TASK_TYPE = "kontext"
@@ -79,6 +79,9 @@ KONTEXT = TaskSpec(
         "image_base64": "",
         "image_url": "https://img.theapi.app/temp/10f0a646-6155-4938-bf50-76934c953e9c.png",
     },
+    # The same example's usage: consume 200,000 units (piapi-api.md §2.2).
+    price_usd=0.02,
+    follow_ups=upscale_images,
 )
 
 # --- Flux dev: text-to-image, image-to-image ------------------------------------------------------
@@ -196,6 +199,7 @@ FLUX_IMG2IMG = TaskSpec(
     typical_seconds=30.0,
     example={"prompt": "a watercolour painting", "image": "https://example.com/photo.png", "denoise": 0.7},
     noun="image",
+    follow_ups=upscale_images,
 )
 
 FLUX_TXT2IMG = TaskSpec(
@@ -217,6 +221,7 @@ FLUX_TXT2IMG = TaskSpec(
         input=FluxGenerateArguments,
         route=_route_generate,
     ),
+    follow_ups=upscale_images,
 )
 
 SPECS = (KONTEXT, FLUX_TXT2IMG, FLUX_IMG2IMG)

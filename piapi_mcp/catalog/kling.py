@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from piapi_mcp.catalog._spec import TaskSpec
-from piapi_mcp.models import OutputKind, OutputRef, url_output, walk_outputs
+from piapi_mcp.models import NextAction, OutputKind, OutputRef, Task, url_output, walk_outputs
 
 #: At most this many ``works`` are read (Kling makes up to 4 per task).
 _MAX_WORKS = 16
@@ -56,3 +56,32 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
 
 
 SPECS: tuple[TaskSpec, ...] = ()
+
+
+#: Kling's model name, and the task types whose video ``extend_video`` takes (``piapi-catalog.md`` §5.3).
+KLING_MODEL = "kling"
+EXTEND_TASK_TYPE = "extend_video"
+_EXTENDABLE_TASK_TYPES = frozenset({"video_generation", EXTEND_TASK_TYPE})
+#: Versions whose videos Kling cannot extend (an older PiAPI page: v1.5).
+_NOT_EXTENDABLE_VERSIONS = frozenset({"1.5"})
+
+
+def follow_ups(task: Task) -> list[NextAction]:
+    """A Kling video's follow-up: extend it (``kling`` ``extend_video`` with ``origin_task_id``).
+
+    Offered for a completed ``video_generation`` or ``extend_video`` task that made a video, except
+    for versions Kling cannot extend; for a Kling spec's ``follow_ups``.
+    """
+    if task.task_type not in _EXTENDABLE_TASK_TYPES or not any(o.kind == "video" for o in task.outputs):
+        return []
+    version = (task.input or {}).get("version")
+    if isinstance(version, str | int | float) and str(version) in _NOT_EXTENDABLE_VERSIONS:
+        return []
+    return [
+        NextAction(
+            label="Extend the video",
+            model=KLING_MODEL,
+            task_type=EXTEND_TASK_TYPE,
+            input={"origin_task_id": task.task_id},
+        )
+    ]

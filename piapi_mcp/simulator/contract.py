@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from piapi_mcp.catalog import CATALOG, OutputKind, TaskSpec
+from piapi_mcp.models import USD_PER_CREDIT_UNIT
 
 #: The extension the simulator serves each kind of file under (text has no file).
 SERVED_EXTENSIONS: Final[dict[OutputKind, str]] = {
@@ -118,8 +119,6 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
     ("Qubico/trellis", "image-to-3d"): Contract(_trellis, "llm", 400_000),
 }
 _NO_CONTRACT: Final = Contract()
-#: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
-USD_PER_CREDIT_UNIT: Final = 1e-7
 
 
 def contract_of(spec: TaskSpec) -> Contract:
