@@ -191,6 +191,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             allow_private_outputs=config.allow_private_outputs,
             # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
             relative_output_paths=transport != "stdio",
+            daily_budget_usd=config.daily_budget_usd,
         )
         server = create_server(client, settings)
         if not client.has_api_key:

@@ -32,7 +32,7 @@ from piapi_mcp.errors import (
     UpstreamServerError,
     decode_envelope,
 )
-from piapi_mcp.models import Task, parse_task
+from piapi_mcp.models import AccountInfo, Task, parse_account, parse_task
 from piapi_mcp.timing import Clock, SystemClock
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
@@ -40,6 +40,7 @@ DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
 DEFAULT_HTTP_TIMEOUT: Final = 30.0
 _TASK_PATH: Final = "/api/v1/task"
 _HISTORY_PATH: Final = "/api/open/tasks/histories"
+_ACCOUNT_PATH: Final = "/account/info"
 #: PiAPI refuses a history page larger than this.
 MAX_HISTORY_PAGE_SIZE: Final = 100
 
@@ -201,6 +202,16 @@ class PiAPIClient:
                 except (PiAPIError, ValueError):
                     continue
         return tasks
+
+    async def account_info(self) -> AccountInfo:
+        """The account's balance, credits and plan (PiAPI's ``GET /account/info``; free).
+
+        Raises:
+            PiAPIError: a subclass saying what went wrong (``InvalidResponseError`` when the answer
+                carries no balance, credits or plan).
+        """
+        envelope = await self._request("GET", _ACCOUNT_PATH, should_retry=_retry_read)
+        return parse_account(envelope.get("data"))
 
     async def get_task(self, task_id: str) -> Task:
         """Return the current state of any task of this account.

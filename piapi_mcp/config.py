@@ -24,6 +24,9 @@ MAX_WAIT_SECONDS: Final = 900.0
 DEFAULT_SANDBOX_DURATION: Final = 8.0
 
 AUTH_TOKEN_ENV: Final = "PIAPI_MCP_AUTH_TOKEN"
+DAILY_BUDGET_ENV: Final = "PIAPI_DAILY_BUDGET_USD"
+#: The largest daily budget taken (a typo's extra zeros are caught, any real budget fits).
+MAX_DAILY_BUDGET_USD: Final = 1_000_000.0
 ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
 
@@ -59,6 +62,8 @@ class Config:
     preview: bool = True
     #: ``PIAPI_ALLOW_PRIVATE_OUTPUTS=1``: output downloads may reach private and link-local addresses.
     allow_private_outputs: bool = False
+    #: ``PIAPI_DAILY_BUDGET_USD``: most US$ this server's tasks may cost in any 24 h; ``None``: no limit.
+    daily_budget_usd: float | None = None
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -134,7 +139,30 @@ class Config:
             else None,
             preview=switch("PIAPI_PREVIEW"),
             allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
+            daily_budget_usd=daily_budget(env.get(DAILY_BUDGET_ENV)),
         )
+
+
+def daily_budget(raw: str | None) -> float | None:
+    """``PIAPI_DAILY_BUDGET_USD`` as US dollars (``None`` when unset or empty).
+
+    Raises:
+        ConfigError: not a number, or not between 0 and :data:`MAX_DAILY_BUDGET_USD`.
+    """
+    text = (raw or "").strip().removeprefix("$").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{DAILY_BUDGET_ENV}={raw!r} is not an amount in US dollars (e.g. 5 or 2.50)."
+        ) from None
+    if not 0 <= value <= MAX_DAILY_BUDGET_USD:
+        raise ConfigError(
+            f"{DAILY_BUDGET_ENV} must be between 0 and {MAX_DAILY_BUDGET_USD:,.0f} US dollars (got {text})."
+        )
+    return value
 
 
 def default_output_dir() -> Path:

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from piapi_mcp.models import TERMINAL_STATUSES, Task
+from piapi_mcp.models import CANCELLED, FAILED, TERMINAL_STATUSES, Task, usd_of_units
 from piapi_mcp.timing import Clock, SystemClock
 
 logger = logging.getLogger("piapi_mcp")
@@ -59,7 +59,7 @@ CREATE INDEX IF NOT EXISTS tasks_by_request ON tasks (input_hash, created_at);
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (created_at);
 """
 #: Columns added after the first release; an older ledger gets them on open.
-_ADDED_COLUMNS: Final = (("note", "TEXT"), ("claim_owner", "TEXT"))
+_ADDED_COLUMNS: Final = (("note", "TEXT"), ("claim_owner", "TEXT"), ("estimated_usd", "REAL"))
 _BUSY_TIMEOUT_SECONDS: Final = 10.0
 FILE_NAME: Final = "tasks.sqlite3"
 
@@ -73,6 +73,10 @@ UNKNOWN: Final = "unknown"
 #: A claim older than this is no longer trusted to be in flight, even if its process seems alive
 #: (another machine sharing the folder, or a recycled process id).
 CLAIM_LEASE_SECONDS: Final = 300.0
+#: The daily budget looks back this far.
+SPEND_WINDOW_SECONDS: Final = 86_400.0
+#: Amounts closer than this are equal (float sums of prices).
+_USD_EPSILON: Final = 1e-9
 
 NOTE_MAY_EXIST: Final = (
     "PiAPI may have created this task, but its id never arrived (the answer was lost or the server "
@@ -136,6 +140,8 @@ class ClaimOutcome:
     existing: LedgerEntry | None
     #: ``existing`` is another process's create, in flight right now.
     in_flight: bool = False
+    #: Set when the daily budget refused the create: what the last 24 h already cost (US$).
+    over_budget_spent: float | None = None
 
 
 def request_fingerprint(model: str, task_type: str, task_input: dict[str, Any]) -> str:
@@ -257,6 +263,8 @@ class TaskLedger:
         task_type: str,
         task_input: dict[str, Any],
         within_seconds: float,
+        estimated_usd: float | None = None,
+        budget_usd: float | None = None,
     ) -> ClaimOutcome:
         """Claim the right to create this request, unless it was made in the last ``within_seconds``.
 
@@ -264,6 +272,10 @@ class TaskLedger:
         gets the claim and the others the entry it wrote (``in_flight`` while its create is sent).
         An entry is met when it was not failed, cancelled or lost by PiAPI. ``within_seconds`` 0
         (``force_new``, or deduplication off) always claims.
+
+        With ``budget_usd``, a new create (not a reuse) is refused (``over_budget_spent``) when what
+        the last 24 h cost (:meth:`spent_usd`) plus ``estimated_usd`` is over it, or already reaches it;
+        checked in the claim's own transaction, so processes sharing the ledger cannot both slip under.
         """
         now = self._now()
         with self._transaction() as db:
@@ -279,12 +291,16 @@ class TaskLedger:
                 if row is not None:
                     entry = _entry(row)
                     return ClaimOutcome(None, entry, in_flight=entry.status == CREATING)
+            if budget_usd is not None:
+                spent = self._spent(db, now)
+                if spent + (estimated_usd or 0.0) > budget_usd + _USD_EPSILON or spent >= budget_usd:
+                    return ClaimOutcome(None, None, over_budget_spent=spent)
             claim = Claim(f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}", uuid.uuid4().hex)
             with _LIVE_LOCK:
                 _LIVE_CLAIMS.add(claim.token)
             db.execute(
                 "INSERT INTO tasks (task_id, tool, model, task_type, input_json, input_hash, created_at,"
-                " updated_at, status, claim_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, status, claim_owner, estimated_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     claim.placeholder,
                     tool,
@@ -296,6 +312,7 @@ class TaskLedger:
                     now,
                     CREATING,
                     _owner(claim.token, now),
+                    estimated_usd,
                 ),
             )
         return ClaimOutcome(claim, None)
@@ -370,14 +387,22 @@ class TaskLedger:
             )
             return cursor.rowcount > 0
 
-    def record_created(self, task: Task, *, tool: str, task_input: dict[str, Any], fingerprint: str) -> None:
+    def record_created(
+        self,
+        task: Task,
+        *,
+        tool: str,
+        task_input: dict[str, Any],
+        fingerprint: str,
+        estimated_usd: float | None = None,
+    ) -> None:
         """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing."""
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "INSERT OR IGNORE INTO tasks (task_id, tool, model, task_type, input_json, input_hash,"
-                " created_at, updated_at, status, images_json, usage_json, error_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, status, images_json, usage_json, error_json, estimated_usd)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task.task_id,
                     tool,
@@ -388,6 +413,7 @@ class TaskLedger:
                     now,
                     now,
                     *_state_columns(task),
+                    estimated_usd,
                 ),
             )
 
@@ -446,6 +472,18 @@ class TaskLedger:
             ).fetchone()
         return _entry(row) if row else None
 
+    def spent_usd(self) -> float:
+        """What this ledger's tasks of the last 24 h cost, in US$ (see :func:`_row_cost`)."""
+        with self._connect() as db:
+            return self._spent(db, self._now())
+
+    def _spent(self, db: sqlite3.Connection, now: float) -> float:
+        rows = db.execute(
+            "SELECT status, usage_json, estimated_usd FROM tasks WHERE created_at >= ?",
+            (now - SPEND_WINDOW_SECONDS,),
+        ).fetchall()
+        return round(sum(_row_cost(*row) for row in rows), 7)
+
     def known_ids(self, task_ids: list[str]) -> set[str]:
         """Which of ``task_ids`` the ledger already holds."""
         if not task_ids:
@@ -483,6 +521,34 @@ def _add_columns(db: sqlite3.Connection) -> None:
     for name, kind in _ADDED_COLUMNS:
         if name not in have:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
+def _row_cost(status: str, usage_json: str | None, estimated_usd: float | None) -> float:
+    """One task's cost for the daily budget: what PiAPI charged where it said, else the estimate.
+
+    A running task counts its estimate, or what PiAPI holds for it (``frozen``) if more. A failed or
+    cancelled task PiAPI said nothing about counts nothing (PiAPI does not charge them); an intent
+    whose create may have happened counts its estimate. Rows of ledgers older than estimates count
+    only what PiAPI charged.
+    """
+    consume = frozen = None
+    try:
+        usage = json.loads(usage_json) if usage_json else None
+    except ValueError:
+        usage = None
+    if isinstance(usage, dict):
+        consume, frozen = _units(usage.get("consume")), _units(usage.get("frozen"))
+    estimate = estimated_usd if isinstance(estimated_usd, int | float) and estimated_usd > 0 else 0.0
+    if status in TERMINAL_STATUSES:
+        if consume is not None:
+            return usd_of_units(consume)
+        return 0.0 if status in (FAILED, CANCELLED) else estimate
+    held = max(consume or 0, frozen or 0)
+    return max(estimate, usd_of_units(held))
+
+
+def _units(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _owner(token: str, now: float) -> str:

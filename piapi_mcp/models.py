@@ -8,13 +8,14 @@ the upstream's word, checked before use), and :class:`TaskResult`, what the tool
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from piapi_mcp.errors import InvalidResponseError, shown
 
@@ -39,6 +40,8 @@ UNKNOWN_STATUS: Final = "unknown"
 #: An output URL piapi-mcp will use: http(s), printable, of sane length.
 _OUTPUT_URL: Final = re.compile(r"https?://[!-~]{1,2040}", re.IGNORECASE)
 MAX_ERROR_MESSAGE: Final = 300
+#: What one of PiAPI's ``meta.usage.consume`` units costs (``piapi-api.md`` §2.2: it fits every price).
+USD_PER_CREDIT_UNIT: Final = 1e-7
 #: Output URLs kept from one answer (far above any real task's; the saver handles fewer still).
 MAX_LISTED_OUTPUTS: Final = 100
 
@@ -468,6 +471,40 @@ def _count(value: object) -> int | None:
     return value
 
 
+class NextAction(BaseModel):
+    """Something PiAPI offers to do next with a task's output: ``run_task``'s arguments, and a label."""
+
+    label: str
+    model: str
+    task_type: str
+    input: dict[str, Any]
+
+
+#: A family's follow-ups (``TaskSpec.follow_ups``): from a completed task to what can be done next with it.
+FollowUps = Callable[[Task], list[NextAction]]
+
+
+def output_reference(task: Task, n: int) -> str:
+    """``piapi://tasks/{id}#n``: output ``n`` (from 1) of ``task``, as a media argument of a later task."""
+    return f"piapi://tasks/{task.task_id}#{n}"
+
+
+def usd_of_units(units: int) -> float:
+    """PiAPI credit units in US dollars."""
+    return round(units * USD_PER_CREDIT_UNIT, 7)
+
+
+def charged_usd(task: Task) -> float | None:
+    """What PiAPI charged for ``task`` (``meta.usage.consume``), or ``None`` while it does not say.
+
+    A task still running with nothing consumed yet has no charge known; a finished one's is final.
+    """
+    consume = task.usage.consume if task.usage is not None else None
+    if consume is None or (consume == 0 and not task.done):
+        return None
+    return usd_of_units(consume)
+
+
 class TaskResult(BaseModel):
     """What every piapi-mcp tool returns about a task (the tool's structured content)."""
 
@@ -485,3 +522,86 @@ class TaskResult(BaseModel):
     next: str | None = Field(description="What to do while the task is not done.")
     simulated: bool = Field(description="From the built-in simulator (no credits used).")
     reused: bool = Field(default=False, description="An identical recent request's task, not a new one.")
+    estimated_usd: float | None = Field(default=None, description="PiAPI's listed price of such a task.")
+    cost_usd: float | None = Field(default=None, description="What PiAPI charged, once it says.")
+    #: Published as a bare array: each item is ``run_task``'s arguments and a label, which the result's
+    #: text shows too, so no host pays for their schema in every tools/list.
+    next_actions: Annotated[list[NextAction], WithJsonSchema({"type": "array"})] = Field(
+        default_factory=list, description="What can be done next with the outputs: run_task arguments."
+    )
+
+
+#: The longest account name or plan kept from PiAPI's account answer.
+MAX_ACCOUNT_TEXT: Final = 100
+#: Amounts beyond this (in either direction) are not believed.
+_MAX_AMOUNT: Final = 1e12
+
+
+class AccountInfo(BaseModel):
+    """The PiAPI account as ``get_account`` reports it (its structured content)."""
+
+    account: str | None = Field(description="PiAPI's name for the account.")
+    plan: str | None
+    balance_usd: float | None = Field(description="Remaining balance in US$ (PiAPI's equivalent_in_usd).")
+    credits: float | None = Field(description="Available credits of the account's credit packs.")
+    spent_24h_usd: float = Field(default=0.0, description="What this server's tasks cost in the last 24 h.")
+    daily_budget_usd: float | None = Field(default=None, description="PIAPI_DAILY_BUDGET_USD (null: none).")
+    simulated: bool = False
+
+
+def _amount(value: object) -> float | None:
+    """A number PiAPI sends (or a numeric string), finite and of sane size; anything else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _MAX_AMOUNT:
+        return None
+    return round(number, 7)
+
+
+def _account_text(value: object) -> str | None:
+    """A short printable string from PiAPI's account answer (control characters out, length bounded)."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = re.sub(r"\s+", " ", _CONTROL_CHARS.sub("", str(value)[: MAX_ACCOUNT_TEXT * 4])).strip()
+    if len(text) > MAX_ACCOUNT_TEXT:
+        text = text[: MAX_ACCOUNT_TEXT - 1] + "…"
+    return text or None
+
+
+def parse_account(data: object) -> AccountInfo:
+    """PiAPI's ``GET /account/info`` ``data`` as an :class:`AccountInfo`, tolerating any shape.
+
+    Sources disagree on the fields (``piapi-api.md`` §8.1): the balance is ``equivalent_in_usd``; the
+    credits ``credit_pack_info.available_credits``, else the legacy ``wallet.point_remain``; the name
+    ``name`` (else ``account_name``). Whatever is missing or not of its kind reads as ``None``.
+
+    Raises:
+        InvalidResponseError: ``data`` is not an object, or carries none of these fields.
+    """
+    raw: Mapping[str, Any] = data if isinstance(data, dict) else {}
+    packs = raw.get("credit_pack_info")
+    wallet = raw.get("wallet")
+    credits = _amount(packs.get("available_credits")) if isinstance(packs, dict) else None
+    if credits is None and isinstance(wallet, dict):
+        credits = _amount(wallet.get("point_remain"))
+    account = AccountInfo(
+        account=_account_text(raw.get("name") if raw.get("name") is not None else raw.get("account_name")),
+        plan=_account_text(raw.get("plan")),
+        balance_usd=_amount(raw.get("equivalent_in_usd")),
+        credits=credits,
+    )
+    if account.balance_usd is None and account.credits is None and account.plan is None:
+        raise InvalidResponseError(
+            "PiAPI's account answer carried no balance, credits or plan; check PIAPI_BASE_URL points at "
+            "PiAPI, and try again.",
+            status_code=200,
+        )
+    return account

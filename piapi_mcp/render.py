@@ -9,6 +9,8 @@ a program can, a thumbnail of image outputs the model can look at, and links to 
 from __future__ import annotations
 
 import base64
+import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,31 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from piapi_mcp.catalog import CATALOG
 from piapi_mcp.config import DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import shown
 from piapi_mcp.ledger import LedgerEntry
 from piapi_mcp.media import MAX_PREVIEWS, SavedOutput, make_preview
-from piapi_mcp.models import CANCELLED, COMPLETED, FAILED, OutputRef, Task, TaskResult
-from piapi_mcp.tasks import Listing, Outcome, ServerSettings
+from piapi_mcp.models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    AccountInfo,
+    NextAction,
+    OutputRef,
+    Task,
+    TaskResult,
+    charged_usd,
+    output_reference,
+)
+from piapi_mcp.tasks import Listing, Outcome, ServerSettings, usd
+
+logger = logging.getLogger("piapi_mcp")
+
+#: A result offers at most this many next actions.
+MAX_NEXT_ACTIONS = 10
 
 
 class TaskList(BaseModel):
@@ -58,6 +77,7 @@ class Renderer:
         """The structured content for ``task``; ``saved`` by output number (from 1)."""
         done = task.done
         copies = saved or {}
+        spec = CATALOG.find(task.model, task.task_type) if task.model and task.task_type else None
         relative_to = self._shown_relative_to()
         return TaskResult(
             task_id=task.task_id,
@@ -79,6 +99,9 @@ class Renderer:
             next=None if done else resume_hint(task.task_id),
             simulated=self.settings.simulated,
             reused=reused,
+            estimated_usd=spec.price_usd if spec is not None else None,
+            cost_usd=charged_usd(task),
+            next_actions=next_actions(task),
         )
 
     def _shown_relative_to(self) -> Path | None:
@@ -94,7 +117,7 @@ class Renderer:
         structured = self.task_result(
             task, elapsed=outcome.elapsed, eta=outcome.eta, reused=outcome.reused, saved=saved
         )
-        text = summary(structured)
+        text = summary(structured) + cost_and_next(structured)
         if outcome.note:
             text += f"\n{outcome.note}"
         if structured.simulated:
@@ -164,6 +187,26 @@ class Renderer:
                     )
                 )
         return previews
+
+    def account(self, info: AccountInfo) -> CallToolResult:
+        """``get_account``'s result: the balance, credits and plan, and this server's spending."""
+        parts = [f"balance {usd(info.balance_usd)}" if info.balance_usd is not None else None]
+        if info.credits is not None:
+            parts.append(f"{info.credits:,.0f} credits")
+        if info.plan:
+            parts.append(f"plan {info.plan}")
+        name = f" {info.account}" if info.account else ""
+        text = f"PiAPI account{name}: " + ", ".join(part for part in parts if part) + "."
+        text += f"\nThis server's tasks of the last 24 h cost {usd(info.spent_24h_usd)}"
+        if info.daily_budget_usd is not None:
+            left = max(0.0, info.daily_budget_usd - info.spent_24h_usd)
+            text += f" of its {usd(info.daily_budget_usd)} daily budget ({usd(left)} left)"
+        text += "."
+        if info.simulated:
+            text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: not a real account.)"
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)], structured_content=info.model_dump(mode="json")
+        )
 
     def listing(self, listing: Listing, status: str | None) -> tuple[str, dict[str, Any]]:
         """``list_tasks``'s text and structured content."""
@@ -243,6 +286,73 @@ def summary(result: TaskResult) -> str:
         f"PiAPI task {tid} is still {result.status}{elapsed}{eta}. It is not lost: call get_task "
         f'with task_id "{tid}" and wait_seconds {DEFAULT_WAIT_SECONDS:g} to get the result.'
     )
+
+
+def cost_and_next(result: TaskResult) -> str:
+    """The lines after the summary: the task's cost, and what can be done next (as run_task arguments)."""
+    text = ""
+    estimate = f"listed price {usd(result.estimated_usd)}" if result.estimated_usd is not None else ""
+    if result.cost_usd is not None:
+        text += f"\nCost: {usd(result.cost_usd)} charged by PiAPI" + (f" ({estimate})." if estimate else ".")
+    elif estimate:
+        text += f"\nCost: not reported yet ({estimate})."
+    if result.next_actions:
+        text += "\nNext, with run_task:"
+        for action in result.next_actions:
+            arguments = {"model": action.model, "task_type": action.task_type, "input": action.input}
+            text += f"\n- {action.label}: {json.dumps(arguments, separators=(',', ':'))}"
+    return text
+
+
+def next_actions(task: Task) -> list[NextAction]:
+    """What the task's spec offers to do next with its outputs (``TaskSpec.follow_ups``), ready for run_task.
+
+    Only for a completed task. An action on a pair the catalog refuses (discontinued, stopped) or
+    whose input the pair's spec would not take is left out; one on a pair the catalog does not know
+    (sent as given, with no media resolution) names this task's outputs by their URLs.
+    """
+    spec = CATALOG.find(task.model, task.task_type) if task.model and task.task_type else None
+    if task.status != COMPLETED or not task.outputs or spec is None or spec.follow_ups is None:
+        return []
+    try:
+        offered = spec.follow_ups(task)
+    except Exception:  # a family's follow-ups must never cost the caller its result
+        logger.warning("the %s %s follow-ups failed", task.model, task.task_type, exc_info=True)
+        return []
+    kept: list[NextAction] = []
+    for action in offered:
+        target = CATALOG.find(action.model, action.task_type)
+        ready: NextAction | None = action
+        if target is None:
+            ready = _by_url(action, task)
+        elif target.status != "active":
+            continue
+        else:
+            try:
+                target.input.model_validate(action.input)
+            except ValidationError:
+                logger.warning("a follow-up of %s %s does not fit its target", task.model, task.task_type)
+                continue
+        if ready is not None:
+            kept.append(ready)
+        if len(kept) >= MAX_NEXT_ACTIONS:
+            break
+    return kept
+
+
+def _by_url(action: NextAction, task: Task) -> NextAction | None:
+    """``action`` with each ``piapi://tasks/{id}#n`` of ``task`` as that output's URL (``None``: no URL)."""
+    references = {output_reference(task, n): output.url for n, output in enumerate(task.outputs, start=1)}
+    swapped: dict[str, object] = {}
+    for name, value in action.input.items():
+        if isinstance(value, str) and value in references:
+            url = references[value]
+            if url is None:
+                return None
+            swapped[name] = url
+        else:
+            swapped[name] = value
+    return action.model_copy(update={"input": swapped})
 
 
 def _output_ref(output: OutputRef, saved: SavedOutput | None, relative_to: Path | None = None) -> OutputRef:

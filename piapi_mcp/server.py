@@ -44,7 +44,7 @@ from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
 from piapi_mcp.media import output_mime_type, paths_from_roots
-from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, TaskResult
+from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, AccountInfo, TaskResult
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
@@ -68,7 +68,7 @@ TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="A PiAPI task
 
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
 #: How long a creating tool waits (its default is the server's setting).
-CreateWait = Annotated[WaitSeconds, Field(description="Seconds to wait; 0 returns the task id at once.")]
+CreateWait = Annotated[WaitSeconds, Field(description="Seconds to wait; 0 answers at once with the id.")]
 #: The longest ``input`` run_task takes, as compact JSON (room for a 10 MB file as a data: URI).
 MAX_RUN_INPUT_CHARS: Final = 15_000_000
 
@@ -89,6 +89,8 @@ __all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "creat
 #: The tool whose output schema is the task result's full shape; other task tools publish its core.
 FULL_RESULT_SCHEMA_TOOL: Final = "get_task"
 TASK_RESULT_CORE: Final = ("task_id", "status", "done", "outputs")
+#: Other tools whose output schema publishes only these top-level fields, by their types.
+PUBLISHED_CORES: Final = {"list_tasks": ("tasks", "ledger", "ledger_notice")}
 
 #: Any output of a task; the template's MIME type says "some file", each read says what it is.
 OUTPUT_RESOURCE: Final = "piapi://tasks/{task_id}/outputs/{n}"
@@ -104,7 +106,8 @@ class PiAPIMCPServer(MCPServer[Any]):
 
         Input schemas lose pydantic's titles; output schemas keep their shape only. The task result's
         full shape is published once, on ``get_task``; every other task tool publishes its core
-        (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy.
+        (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy, and
+        ``list_tasks`` the top of its listing (each entry is described by ``piapi://tasks``' JSON).
         """
         tools = await super().list_tools()
         task_result = TaskResult.model_json_schema()
@@ -113,7 +116,8 @@ class PiAPIMCPServer(MCPServer[Any]):
             output = tool.output_schema
             if output is not None:
                 core = output == task_result and tool.name != FULL_RESULT_SCHEMA_TOOL
-                output = output_shape(output, keep=TASK_RESULT_CORE if core else None)
+                keep = TASK_RESULT_CORE if core else PUBLISHED_CORES.get(tool.name)
+                output = output_shape(output, keep=keep)
             published.append(
                 tool.model_copy(
                     update={"input_schema": lean_schema(tool.input_schema), "output_schema": output}
@@ -271,6 +275,19 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         text, structured = renderer.listing(listing, status)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
+    async def get_account() -> Annotated[CallToolResult, AccountInfo]:
+        """The PiAPI account's balance, credits and plan, and what this server spent in the last 24 h."""
+        with _as_tool_error():
+            info = await service.account()
+        return renderer.account(info)
+
+    server.add_tool(
+        get_account,
+        title="PiAPI account",
+        description="Your PiAPI balance (US$), credits and plan, and what this server spent in the last "
+        "24 h (and its daily budget). Free.",
+        annotations=READS,
+    )
     server.add_tool(
         get_task,
         title="Get a PiAPI task",
@@ -417,7 +434,7 @@ def _creation_tool(
 
 
 def _force_new_description(settings: ServerSettings) -> str:
-    return f"Create anew even if the same request ran in the last {settings.dedup_seconds:g} s."
+    return f"Skip the {settings.dedup_seconds:g} s duplicate check (create anew)."
 
 
 def _catalog_entry(spec: TaskSpec) -> dict[str, Any]:

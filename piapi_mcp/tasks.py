@@ -16,7 +16,7 @@ import sqlite3
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -53,7 +53,7 @@ from piapi_mcp.media import (
     Resolver,
     SavedOutput,
 )
-from piapi_mcp.models import CANCELLED, COMPLETED, Task, valid_task_id
+from piapi_mcp.models import CANCELLED, COMPLETED, AccountInfo, Task, valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, wait_for_task
 
@@ -109,6 +109,9 @@ class ServerSettings:
     #: Results name saved files relative to the output folder and give no file:// link (HTTP
     #: transports: the caller's disk is not this machine's).
     relative_output_paths: bool = False
+    #: ``PIAPI_DAILY_BUDGET_USD``: a create whose estimate would take the last 24 h's spending (from
+    #: the ledger) over this many US$ is refused before anything is sent; ``None``: no limit.
+    daily_budget_usd: float | None = None
 
 
 class CallFailed(Exception):
@@ -144,11 +147,22 @@ class CreateRequest:
     media: Mapping[str, MediaField] = field(default_factory=dict)
     #: The catalog's word on the pair: anything but ``active`` is refused before anything is sent.
     status: Status = "active"
+    #: PiAPI's price of one such task in US$ (the spend guard's estimate); ``None`` when not known.
+    price_usd: float | None = None
 
     @classmethod
     def for_spec(cls, spec: TaskSpec, task_input: dict[str, Any], *, tool: str) -> CreateRequest:
         """The request for a catalog entry, its input already validated."""
-        return cls(spec.model, spec.task_type, task_input, tool, spec.noun, spec.media_fields(), spec.status)
+        return cls(
+            spec.model,
+            spec.task_type,
+            task_input,
+            tool,
+            spec.noun,
+            spec.media_fields(),
+            spec.status,
+            spec.price_usd,
+        )
 
     @classmethod
     def for_pair(
@@ -332,9 +346,16 @@ class TaskService:
             return await self._follow(
                 task, call, started=started, created_at=started - self._age(task), budget=budget, reused=note
             )
-        return await self._follow(
+        followed = await self._follow(
             task, call, started=started, created_at=self.clock.monotonic(), budget=budget
         )
+        if self.settings.daily_budget_usd is not None and request.price_usd is None:
+            unpriced = (
+                f"piapi-mcp knows no price for {request.model} {request.task_type}, so the daily budget "
+                "counted it at US$0 until PiAPI reports what it charged."
+            )
+            return replace(followed, note="\n".join(filter(None, [followed.note, unpriced])))
+        return followed
 
     async def _claim(self, request: CreateRequest, fingerprint: str, *, force_new: bool) -> ClaimOutcome:
         """Claim the create in the ledger, or find the same request's entry (waiting out a create in flight).
@@ -343,6 +364,7 @@ class TaskService:
         happen is then reused, and only one that cannot be found asks for ``force_new``.
         """
         within = 0.0 if force_new else max(0.0, self.settings.dedup_seconds)
+        budget = self.settings.daily_budget_usd
         intent = _intent_input(request)
         deadline = self.clock.monotonic() + CLAIM_WAIT_SECONDS
         while True:
@@ -355,11 +377,21 @@ class TaskService:
                         task_type=request.task_type,
                         task_input=intent,
                         within_seconds=within,
+                        estimated_usd=request.price_usd,
+                        budget_usd=budget,
                     )
                 )
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError) as err:
+                if budget is not None:
+                    raise CallFailed(
+                        f"The task ledger could not be read ({type(err).__name__}), so the daily budget "
+                        "(PIAPI_DAILY_BUDGET_USD) cannot be checked and nothing was sent; fix "
+                        "PIAPI_STATE_DIR or unset the budget."
+                    ) from err
                 logger.warning("task ledger unusable; the create is sent unrecorded", exc_info=True)
                 return ClaimOutcome(None, None)
+            if outcome.over_budget_spent is not None:
+                raise CallFailed(_over_budget(request, outcome.over_budget_spent, budget))
             if not outcome.in_flight:
                 break
             if self.clock.monotonic() >= deadline:
@@ -413,7 +445,11 @@ class TaskService:
         else:
             await self._write_ledger(
                 lambda: self.ledger.record_created(
-                    task, tool=request.tool, task_input=task_input, fingerprint=fingerprint
+                    task,
+                    tool=request.tool,
+                    task_input=task_input,
+                    fingerprint=fingerprint,
+                    estimated_usd=request.price_usd,
                 ),
                 key=task.task_id,
             )
@@ -638,6 +674,30 @@ class TaskService:
         except ImageInputError as err:
             raise CallFailed(f"Output {n} of task {task_id}: {err}.") from err
 
+    async def account(self) -> AccountInfo:
+        """The PiAPI account (balance, credits, plan) and what this server's tasks cost in the last 24 h.
+
+        Raises:
+            CallFailed: PiAPI could not say.
+        """
+        try:
+            info = await self.client.account_info()
+        except NotFoundError as err:
+            raise CallFailed(
+                "PiAPI answered 404 for its account endpoint, so the account is unknown; check that "
+                "PIAPI_BASE_URL points at PiAPI."
+            ) from err
+        except PiAPIError as err:
+            raise CallFailed(err.message) from err
+        spent = await self._ledger(self.ledger.spent_usd)
+        return info.model_copy(
+            update={
+                "spent_24h_usd": spent or 0.0,
+                "daily_budget_usd": self.settings.daily_budget_usd,
+                "simulated": self.settings.simulated,
+            }
+        )
+
     async def _get(self, task_id: str) -> Task:
         try:
             task = await self.client.get_task(task_id)
@@ -772,6 +832,23 @@ class TaskService:
             return {}
         previews = MAX_PREVIEWS if self.settings.preview else 0
         return await saver.save(task, self.guard, self.clock, deadline=deadline, previews=previews)
+
+
+def usd(amount: float) -> str:
+    """An amount as results write it: ``US$0.02``, ``US$0.0003``, ``US$1,234.50``."""
+    if abs(amount) >= 1 or amount == 0:
+        return f"US${amount:,.2f}"
+    return f"US${amount:.4g}"
+
+
+def _over_budget(request: CreateRequest, spent: float, budget: float | None) -> str:
+    """The daily budget's refusal, in one sentence."""
+    cost = f"would cost about {usd(request.price_usd)}, and " if request.price_usd else ""
+    return (
+        f"This {request.noun} {cost}this server's tasks of the last 24 h already cost {usd(spent)} of its "
+        f"{usd(budget or 0.0)} daily budget (PIAPI_DAILY_BUDGET_USD), so nothing was sent; wait for "
+        "earlier tasks to leave the 24-hour window, or raise the budget."
+    )
 
 
 def _is_local(value: str) -> bool:

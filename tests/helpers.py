@@ -24,7 +24,7 @@ from piapi_mcp.catalog import CATALOG
 from piapi_mcp.media import OutputSaver
 
 #: The tools every server has whatever the catalog holds.
-GENERIC_TOOLS: Final = frozenset({"run_task", "get_task", "cancel_task", "list_tasks"})
+GENERIC_TOOLS: Final = frozenset({"run_task", "get_task", "cancel_task", "list_tasks", "get_account"})
 #: The curated tools: one per catalog spec that declares one.
 CURATED_TOOLS: Final = frozenset(spec.tool.name for spec in CATALOG.tools() if spec.tool is not None)
 TOOLS: Final = CURATED_TOOLS | GENERIC_TOOLS

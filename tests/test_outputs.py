@@ -550,11 +550,15 @@ async def test_the_published_task_result_schema_stays_lean(session: Client) -> N
     """Its full shape once (get_task), its core on the other task tools; no prose (4,184 bytes before issue 8)."""
     tools = {tool.name: tool for tool in (await session.list_tools()).tools}
     full = tools["get_task"].output_schema or {}
-    cores = [tool.output_schema for name, tool in tools.items() if name not in ("get_task", "list_tasks")]
+    cores = [
+        tool.output_schema
+        for name, tool in tools.items()
+        if name not in ("get_task", "list_tasks", "get_account")
+    ]
 
     assert "outputs" in full["properties"] and "images" not in full["properties"]
     assert "description" not in json.dumps(full)
-    assert len(json.dumps(full, separators=(",", ":"))) <= 1_200
+    assert len(json.dumps(full, separators=(",", ":"))) <= 1_300
     assert cores and all(core == cores[0] for core in cores)
     assert set((cores[0] or {})["properties"]) == {"task_id", "status", "done", "outputs"}
     assert len(json.dumps(cores[0], separators=(",", ":"))) <= 250

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
 
+from piapi_mcp.models import FollowUps, NextAction, OutputParser, Task, output_reference
 from piapi_mcp.models import OutputKind as OutputKind  # re-exported: the catalog's vocabulary
-from piapi_mcp.models import OutputParser
 
 MediaKind = Literal["image", "video", "audio"]
 #: ``discontinued``/``stopped``: listed, but refused in one sentence before anything is sent.
@@ -95,6 +95,9 @@ class TaskSpec:
     #: PiAPI's documented price of one task in US$ (``None`` where PiAPI publishes none): estimates,
     #: the spend guard, and the simulator's ``meta.usage`` (1 credit unit = US$1e-7).
     price_usd: float | None = None
+    #: What can be done next with a completed task's outputs, as ``run_task`` arguments (an image's
+    #: upscale, a Kling video's extension, Midjourney's upscale and variations); ``None``: nothing.
+    follow_ups: FollowUps | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -136,3 +139,24 @@ def _media_marker(annotation: Any, metadata: list[Any]) -> MediaField | None:
         if (marker := _media_marker(arg, [])) is not None:
             return marker
     return None
+
+
+#: PiAPI's image upscaler (``piapi-catalog.md`` §5.16): ``image`` and ``scale`` (2 by default).
+IMAGE_TOOLKIT_MODEL = "Qubico/image-toolkit"
+IMAGE_UPSCALE_TASK_TYPE = "upscale"
+#: Follow-ups offered for at most this many outputs of one task.
+MAX_FOLLOWED_OUTPUTS = 4
+
+
+def upscale_images(task: Task) -> list[NextAction]:
+    """Each image output (the first few) upscaled 2x by PiAPI's image toolkit: image specs' follow-up."""
+    images = [index for index, output in enumerate(task.outputs, start=1) if output.kind == "image"]
+    return [
+        NextAction(
+            label=f"Upscale image {n} (2x)" if len(images) > 1 else "Upscale the image (2x)",
+            model=IMAGE_TOOLKIT_MODEL,
+            task_type=IMAGE_UPSCALE_TASK_TYPE,
+            input={"image": output_reference(task, n), "scale": 2},
+        )
+        for n in images[:MAX_FOLLOWED_OUTPUTS]
+    ]

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec, ToolInfo
+from piapi_mcp.catalog._spec import (
+    MEDIA_FORMS,
+    MEDIA_FORMS_SHORT,
+    ImageInput,
+    TaskSpec,
+    ToolInfo,
+    upscale_images,
+)
 
 KONTEXT_MODEL = "Qubico/flux1-dev-advanced"
 KONTEXT_TASK_TYPE = "kontext"
@@ -49,7 +56,7 @@ class KontextInput(BaseModel):
         min_length=1,
         max_length=14_500_000,
         pattern=r"\S",
-        description=f"The picture to edit (PNG, JPEG or WebP, at most 10 MB): {MEDIA_FORMS}.",
+        description=f"The picture to edit (PNG, JPEG, WebP; 10 MB at most): {MEDIA_FORMS_SHORT}[#n].",
     )
     width: int = Field(default=1024, ge=128, le=2048, description="Output width in pixels.")
     height: int = Field(default=1024, ge=128, le=2048, description="Output height in pixels.")
@@ -80,6 +87,9 @@ KONTEXT = TaskSpec(
         "image_base64": "",
         "image_url": "https://img.theapi.app/temp/10f0a646-6155-4938-bf50-76934c953e9c.png",
     },
+    # The same example's usage: consume 200,000 units (piapi-api.md §2.2).
+    price_usd=0.02,
+    follow_ups=upscale_images,
 )
 
 # --- Flux dev: text-to-image, image-to-image ------------------------------------------------------
@@ -137,7 +147,7 @@ class FluxImageToImageInput(BaseModel):
         min_length=1,
         max_length=14_500_000,
         pattern=r"\S",
-        description=f"The picture to start from (PNG, JPEG or WebP, at most 10 MB): {MEDIA_FORMS}.",
+        description=f"The picture to start from (PNG, JPEG, WebP; 10 MB at most): {MEDIA_FORMS_SHORT}[#n].",
     )
     denoise: Denoise = 0.7
     negative_prompt: NegativePrompt = None
@@ -197,6 +207,7 @@ FLUX_IMG2IMG = TaskSpec(
     typical_seconds=30.0,
     example={"prompt": "a watercolour painting", "image": "https://example.com/photo.png", "denoise": 0.7},
     noun="image",
+    follow_ups=upscale_images,
 )
 
 FLUX_TXT2IMG = TaskSpec(
@@ -218,6 +229,7 @@ FLUX_TXT2IMG = TaskSpec(
         input=FluxGenerateArguments,
         route=_route_generate,
     ),
+    follow_ups=upscale_images,
 )
 
 # --- Flux schnell and dev-advanced: text-to-image, image-to-image ----------------------------------

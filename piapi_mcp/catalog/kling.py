@@ -23,7 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from piapi_mcp.catalog._spec import AudioInput, ImageInput, TaskSpec, VideoInput
 from piapi_mcp.catalog.video import GENERATE_VIDEO
-from piapi_mcp.models import TASK_ID_PATTERN, OutputKind, OutputRef, url_output, walk_outputs
+from piapi_mcp.models import (
+    TASK_ID_PATTERN,
+    NextAction,
+    OutputKind,
+    OutputRef,
+    Task,
+    url_output,
+    walk_outputs,
+)
 
 #: At most this many ``works`` are read (Kling makes up to 4 per task).
 _MAX_WORKS = 16
@@ -63,6 +71,35 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
             media.insert(0, video)
     found = [*media, *covers]
     return found or walk_outputs(output)
+
+
+#: Kling's model name, and the task types whose video ``extend_video`` takes (``piapi-catalog.md`` §5.3).
+KLING_MODEL = "kling"
+EXTEND_TASK_TYPE = "extend_video"
+_EXTENDABLE_TASK_TYPES = frozenset({"video_generation", EXTEND_TASK_TYPE})
+#: Versions whose videos Kling cannot extend (an older PiAPI page: v1.5).
+_NOT_EXTENDABLE_VERSIONS = frozenset({"1.5"})
+
+
+def follow_ups(task: Task) -> list[NextAction]:
+    """A Kling video's follow-up: extend it (``kling`` ``extend_video`` with ``origin_task_id``).
+
+    Offered for a completed ``video_generation`` or ``extend_video`` task that made a video, except
+    for versions Kling cannot extend; for a Kling spec's ``follow_ups``.
+    """
+    if task.task_type not in _EXTENDABLE_TASK_TYPES or not any(o.kind == "video" for o in task.outputs):
+        return []
+    version = (task.input or {}).get("version")
+    if isinstance(version, str | int | float) and str(version) in _NOT_EXTENDABLE_VERSIONS:
+        return []
+    return [
+        NextAction(
+            label="Extend the video",
+            model=KLING_MODEL,
+            task_type=EXTEND_TASK_TYPE,
+            input={"origin_task_id": task.task_id},
+        )
+    ]
 
 
 # --- Inputs -------------------------------------------------------------------------------------
@@ -286,6 +323,7 @@ KLING_VIDEO = TaskSpec(
     parse_outputs=parse_outputs,
     # 3.0 std (720p) is US$0.10 a second; the default is 5 s.
     price_usd=0.50,
+    follow_ups=follow_ups,
 )
 KLING_EXTEND = TaskSpec(
     model="kling",
@@ -298,6 +336,7 @@ KLING_EXTEND = TaskSpec(
     noun="extension",
     output_example=LEGACY_OUTPUT,
     parse_outputs=parse_outputs,
+    follow_ups=follow_ups,
 )
 KLING_LIP_SYNC = TaskSpec(
     model="kling",

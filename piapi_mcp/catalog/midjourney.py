@@ -19,7 +19,15 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
-from piapi_mcp.models import TASK_ID_PATTERN, OutputRef, text_output, url_output, walk_outputs
+from piapi_mcp.models import (
+    TASK_ID_PATTERN,
+    NextAction,
+    OutputRef,
+    Task,
+    text_output,
+    url_output,
+    walk_outputs,
+)
 
 MODEL: Final = "midjourney"
 
@@ -43,6 +51,53 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
     if (description := text_output(output.get("description"))) is not None:
         found.append(description)
     return found or walk_outputs(output)
+
+
+MIDJOURNEY_MODEL = "midjourney"
+#: Task types that end in a 2x2 grid of four images, which upscale and variation pick from by index.
+_GRID_TASK_TYPES = frozenset({"imagine", "variation", "reroll", "blend"})
+_SPLITS = 4
+
+
+def follow_ups(task: Task) -> list[NextAction]:
+    """A Midjourney grid's follow-ups: upscale (U1-U4) and vary (V1-V4) each image, and reroll the grid.
+
+    ``index`` is a string (``"1"`` to ``"4"``) as PiAPI documents it; variation and reroll need the
+    prompt, taken from the task's own input (without it, only the upscales). For a Midjourney
+    spec's ``follow_ups``.
+    """
+    if task.task_type not in _GRID_TASK_TYPES or sum(o.kind == "image" for o in task.outputs) < _SPLITS:
+        return []
+    origin = task.task_id
+    actions = [
+        NextAction(
+            label=f"Upscale image {n} (U{n})",
+            model=MIDJOURNEY_MODEL,
+            task_type="upscale",
+            input={"origin_task_id": origin, "index": str(n)},
+        )
+        for n in range(1, _SPLITS + 1)
+    ]
+    prompt = (task.input or {}).get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        actions += [
+            NextAction(
+                label=f"Variations of image {n} (V{n})",
+                model=MIDJOURNEY_MODEL,
+                task_type="variation",
+                input={"origin_task_id": origin, "index": str(n), "prompt": prompt},
+            )
+            for n in range(1, _SPLITS + 1)
+        ]
+        actions.append(
+            NextAction(
+                label="Reroll the grid",
+                model=MIDJOURNEY_MODEL,
+                task_type="reroll",
+                input={"origin_task_id": origin, "prompt": prompt},
+            )
+        )
+    return actions
 
 
 def parse_seed(output: Mapping[str, Any]) -> list[OutputRef]:
@@ -207,6 +262,8 @@ def _spec(
         status="discontinued",
         output_example=output_example,
         parse_outputs=parser,
+        # Offered as soon as PiAPI runs Midjourney again (next actions on retired pairs are dropped).
+        follow_ups=follow_ups if task_type in _GRID_TASK_TYPES else None,
     )
 
 

@@ -1,7 +1,8 @@
 """A PiAPI simulator: a Starlette app that follows PiAPI's documented task contract offline.
 
 Routes (as PiAPI): ``POST /api/v1/task``, ``GET /api/v1/task/{id}``, ``DELETE /api/v1/task/{id}``,
-the task history ``GET /api/open/tasks/histories``, the generated outputs under ``GET /temp/{name}``,
+the task history ``GET /api/open/tasks/histories``, the account ``GET /account/info``, the generated
+outputs under ``GET /temp/{name}``,
 and PiAPI's file upload ``POST /api/ephemeral_resource`` (its files then served under
 ``/_uploads/``). Every create is judged through the catalog (:mod:`piapi_mcp.simulator.contract`):
 an unknown pair or an input its spec refuses gets PiAPI's 400. Tasks go ``pending`` →
@@ -48,6 +49,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from piapi_mcp.catalog import TaskSpec
+from piapi_mcp.models import USD_PER_CREDIT_UNIT
 from piapi_mcp.simulator.contract import ServedOutput, contract_of, shape_output, validate_create
 from piapi_mcp.simulator.faults import (
     RANDOM_FAULT_KINDS,
@@ -131,6 +133,12 @@ class SimulatorControls:
     #: In process only: awaited by each create after its task is made and before its answer is sent,
     #: to hold a create in flight (e.g. while a test kills the server that sent it).
     create_gate: Callable[[SimulatedTask], Awaitable[None]] | None = None
+    #: The account ``GET /account/info`` describes: its balance before any task of this simulator
+    #: (each completed task's ``consume`` is taken off it) and its plan...
+    account_balance_usd: float = 25.0
+    account_plan: str = "creator"
+    #: ...or, when set, the ``data`` it answers with verbatim (odd or hostile account answers).
+    account_data: Any = None
 
 
 @dataclass
@@ -181,6 +189,7 @@ class PiAPISimulator:
                 Route("/temp/{name}", self._output, methods=["GET"]),
                 Route("/api/open/tasks/histories", self._history, methods=["GET"]),
                 Route("/api/ephemeral_resource", self._upload, methods=["POST"]),
+                Route("/account/info", self._account, methods=["GET"]),
                 Route("/_uploads/{upload_id}/{name}", self._uploaded, methods=["GET"]),
                 Route("/files/{name:path}", self._hosted_file, methods=["GET"]),
                 Route("/_simulator/controls", self._set_controls, methods=["POST"]),
@@ -376,6 +385,35 @@ class PiAPISimulator:
             for data in (self._task_data(task, _base(request)) for task in chosen)
         ]
         return self._envelope({"page": page, "page_size": page_size, "total": len(found), "list": listed})
+
+    async def _account(self, request: Request) -> Response:
+        """PiAPI's account info (``piapi-api.md`` §8.1): name, plan, the balance left in US$.
+
+        The balance is the configured one less what this simulator's completed tasks consumed.
+        """
+        if (refused := self._check(request, "account")) is not None:
+            return refused
+        if (fault := self._random_fault()) is not None:
+            return self._serve_random_fault(fault)
+        if self.controls.account_data is not None:
+            return self._envelope(self.controls.account_data)
+        consumed = sum(
+            self._usage(task)["consume"]
+            for task in self.tasks.values()
+            if self.status_of(task) == "completed"
+        )
+        balance = self.controls.account_balance_usd - consumed * USD_PER_CREDIT_UNIT
+        return self._envelope(
+            {
+                "id": 1,
+                "name": "sandbox@piapi-mcp.local",
+                "plan": self.controls.account_plan,
+                "type": "payg",
+                "is_enable": True,
+                "max_concurrent_task_count": 10,
+                "equivalent_in_usd": round(balance, 7),
+            }
+        )
 
     def _find(self, request: Request, route: Route_) -> SimulatedTask | Response:
         if (refused := self._check(request, route)) is not None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from piapi_mcp.catalog import CATALOG, OutputKind, TaskSpec
 from piapi_mcp.catalog.kling import EFFECTS_WITH_PROMPT
+from piapi_mcp.models import USD_PER_CREDIT_UNIT
 
 #: The extension the simulator serves each kind of file under (text has no file).
 SERVED_EXTENSIONS: Final[dict[OutputKind, str]] = {
@@ -62,8 +63,6 @@ _DEFAULT_OUTPUTS: Final[dict[OutputKind, dict[str, Any]]] = {
 }
 
 Check = Callable[[dict[str, Any]], str | None]
-#: PiAPI's ``consume`` units are US$1e-7 each (derived in ``piapi-api.md`` §2.2: it fits every price).
-USD_PER_CREDIT_UNIT: Final = 1e-7
 
 
 @dataclass(frozen=True)

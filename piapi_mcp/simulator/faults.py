@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from piapi_mcp.timing import Clock
 
-Route_ = Literal["create", "get", "cancel", "upload", "history", "any"]
+Route_ = Literal["create", "get", "cancel", "upload", "history", "account", "any"]
 #: ``reset`` starts the answer, then drops the connection (over HTTP the client sees a broken
 #: answer; in process, :class:`FaultyTransport` turns it into ``httpx2.RemoteProtocolError``).
 FaultBody = Literal["envelope", "html", "truncated", "empty", "reset"]
