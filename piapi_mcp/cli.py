@@ -251,16 +251,26 @@ def _log_http_security(config: Config, host: str) -> None:
 
 
 def _sandbox_queue_seconds(config: Config) -> float:
-    """Seconds a sandbox task stays pending before it runs for ``sandbox_duration``."""
+    """Seconds a sandbox task stays pending before it runs."""
     return min(1.0, config.sandbox_duration)
 
 
+def _sandbox_scale(config: Config) -> float:
+    """How much shorter than on PiAPI sandbox tasks run: a Kontext edit takes ``sandbox_duration``.
+
+    Every catalog entry keeps its proportion (a video takes a few times an edit's length).
+    """
+    from piapi_mcp.catalog.flux import KONTEXT
+
+    return config.sandbox_duration / KONTEXT.typical_seconds
+
+
 def _sandbox_priors(config: Config) -> dict[tuple[str | None, str | None], float]:
-    """The sandbox's task length replaces every catalog entry's typical duration."""
+    """Each catalog entry's sandbox task length (queued + running), the first ETA of its tasks."""
     from piapi_mcp.catalog import CATALOG
 
-    total = _sandbox_queue_seconds(config) + config.sandbox_duration
-    return {spec.key: total for spec in CATALOG.all()}
+    queue, scale = _sandbox_queue_seconds(config), _sandbox_scale(config)
+    return {spec.key: queue + max(0.1, spec.typical_seconds * scale) for spec in CATALOG.all()}
 
 
 @asynccontextmanager
@@ -284,7 +294,9 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
 
         simulator = PiAPISimulator(
             controls=SimulatorControls(
-                duration=config.sandbox_duration, queue_seconds=_sandbox_queue_seconds(config)
+                duration=config.sandbox_duration,
+                queue_seconds=_sandbox_queue_seconds(config),
+                duration_scale=_sandbox_scale(config),
             )
         )
         async with serve_app_on_loopback(simulator.app) as base_url:

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.anyio
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 MODELS_PAGE = DOCS / "models.md"
-EXAMPLES_PAGE = DOCS / "examples.md"
+EXAMPLES_PAGE = DOCS.parent / "README.md"
+#: The README section holding the examples.
+EXAMPLES_HEADING = "## Three things to ask, in the sandbox"
 #: One call of an example: ``tool_name {json arguments}`` on its own line in a ``text`` code block.
 CALL = re.compile(r"^(\w+) (\{.*\})$", re.MULTILINE)
 #: The kind of output each example is there for, in the page's order.
@@ -37,8 +39,10 @@ RUN_TIMEOUT = 60
 
 
 def example_calls() -> list[tuple[str, dict[str, Any]]]:
-    """The calls written in docs/examples.md, in order."""
-    blocks = re.findall(r"```text\n(.*?)```", EXAMPLES_PAGE.read_text(encoding="utf-8"), re.DOTALL)
+    """The calls written in README's examples section, in order."""
+    page = EXAMPLES_PAGE.read_text(encoding="utf-8")
+    section = page.split(EXAMPLES_HEADING, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```text\n(.*?)```", section, re.DOTALL)
     return [(tool, json.loads(arguments)) for block in blocks for tool, arguments in CALL.findall(block)]
 
 
@@ -75,7 +79,7 @@ def test_python_m_piapi_mcp_catalog_prints_the_page(tmp_path: Path) -> None:
 async def test_the_three_agent_examples_complete_in_the_sandbox_with_a_video_a_song_and_a_3d_model(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, tmp_path: Path
 ) -> None:
-    """Each call of docs/examples.md, as written, completes against the simulator with its output saved."""
+    """Each call of README's examples, as written, completes against the simulator with its output saved."""
     calls = example_calls()
     assert len(calls) == len(EXPECTED_KINDS), calls
 

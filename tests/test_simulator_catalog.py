@@ -327,14 +327,39 @@ async def test_the_simulated_task_length_applies_to_every_spec_whatever_its_typi
     assert CATALOG.find(*HAILUO) is not None and CATALOG.find(*HAILUO).typical_seconds > 60  # type: ignore[union-attr]
 
 
-def test_the_sandbox_task_length_replaces_the_typical_duration_of_every_spec() -> None:
+def test_the_sandbox_scales_every_specs_typical_duration_so_an_edit_takes_the_sandbox_duration() -> None:
+    """PIAPI_SANDBOX_DURATION is a Kontext edit's length; every other entry keeps its proportion."""
     args = argparse.Namespace(sandbox=True)
     config = Config.load(args, {"PIAPI_SANDBOX_DURATION": "4"})
+    kontext = CATALOG.find("Qubico/flux1-dev-advanced", "kontext")
+    assert kontext is not None
 
     priors = _sandbox_priors(config)
 
-    assert priors == {spec.key: 5.0 for spec in CATALOG.all()}
+    assert priors[kontext.key] == pytest.approx(1.0 + 4.0)
+    for spec in CATALOG.all():
+        expected = 1.0 + max(0.1, spec.typical_seconds * 4.0 / kontext.typical_seconds)
+        assert priors[spec.key] == pytest.approx(expected), spec.key
+    video = CATALOG.find(*HAILUO)
+    assert video is not None and priors[video.key] > priors[kontext.key]
     assert {spec.output for spec in CATALOG.all()} >= {"image", "video", "audio", "model3d", "text"}
+
+
+async def test_with_a_duration_scale_each_task_runs_its_specs_typical_time_scaled(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient
+) -> None:
+    """A video runs longer than an edit in the sandbox, in the same proportion as on PiAPI."""
+    simulator.controls.queue_seconds, simulator.controls.duration_scale = 0.0, 0.1
+    client = client_for(http, clock)
+    spec = CATALOG.find(*HAILUO)
+    assert spec is not None
+    answer = await create(http, HAILUO, {"prompt": "a boat", "model": "v2.3"})
+    task_id = answer.json()["data"]["task_id"]
+
+    clock.advance(spec.typical_seconds * 0.1 - 0.5)
+    assert (await client.get_task(task_id)).status == "processing"
+    clock.advance(0.6)
+    assert (await client.get_task(task_id)).status == "completed"
 
 
 @pytest.mark.timeout(120)

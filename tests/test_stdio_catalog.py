@@ -129,3 +129,62 @@ async def test_run_task_over_stdio_completes_an_image_a_video_an_audio_a_3d_mode
     assert isinstance(contents, TextResourceContents)
     entries = json.loads(contents.text)["models"]
     assert {(entry["model"], entry["task_type"]) for entry in entries} == {spec.key for spec in CATALOG.all()}
+
+
+async def test_over_stdio_a_video_the_account_a_retired_model_and_the_daily_budget_behave_as_promised(
+    simulator: PiAPISimulator, clock: ManualClock, tmp_path: Path
+) -> None:
+    """generate_video saves an MP4; get_account reports the balance; Midjourney and a create over
+    PIAPI_DAILY_BUDGET_USD are refused in one sentence with nothing sent."""
+    outputs = tmp_path / "outputs"
+    async with serve_app_on_loopback(simulator.app) as sim_url:
+        env = {
+            "PIAPI_API_KEY": API_KEY,
+            "PIAPI_BASE_URL": sim_url,
+            "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
+            "PIAPI_OUTPUT_DIR": str(outputs),
+            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
+            # One Kling video (US$0.50 listed) fits; a second would not.
+            "PIAPI_DAILY_BUDGET_USD": "0.75",
+            "PATH": os.environ.get("PATH", ""),
+        }
+        params = StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env=env)
+        with anyio.fail_after(SCENARIO_TIMEOUT):
+            async with Client(params) as session:
+                started = await session.call_tool(
+                    "generate_video", {"prompt": "a paper boat on a rainy street", "wait_seconds": 0}
+                )
+                clock.advance(600)
+                task_id = (started.structured_content or {}).get("task_id")
+                video = await session.call_tool("get_task", {"task_id": task_id})
+                account = await session.call_tool("get_account", {})
+                created_before_refusals = simulator.created_count
+                retired = await session.call_tool(
+                    "run_task",
+                    {"model": "midjourney", "task_type": "imagine", "input": {"prompt": "a lighthouse"}},
+                )
+                over_budget = await session.call_tool(
+                    "generate_video", {"prompt": "a paper boat on a rainy street", "force_new": True}
+                )
+
+    assert not started.is_error and not video.is_error, text_of(started) + text_of(video)
+    links = [link for link in video.content if isinstance(link, ResourceLink)]
+    assert any(link.mime_type == "video/mp4" for link in links), links
+    path = saved_file(video, "video")
+    sniffed = sniff_output(path.read_bytes()[:64])
+    assert path.parent == outputs and sniffed is not None and sniffed.mime_type == "video/mp4"
+
+    assert not account.is_error, text_of(account)
+    figures = account.structured_content or {}
+    assert figures["balance_usd"] is not None and figures["daily_budget_usd"] == 0.75
+    assert figures["spent_24h_usd"] > 0
+
+    for refused in (retired, over_budget):
+        assert refused.is_error
+        said = text_of(refused).removeprefix(
+            f"Error executing tool {'run_task' if refused is retired else 'generate_video'}: "
+        )
+        assert "\n" not in said and said.rstrip().endswith((".", ")")), said
+    assert "discontinued" in text_of(retired)
+    assert "budget" in text_of(over_budget).lower()
+    assert simulator.created_count == created_before_refusals == 1

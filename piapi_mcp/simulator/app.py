@@ -95,6 +95,9 @@ class SimulatorControls:
     queue_seconds: float = 1.0
     #: Seconds a task spends ``processing``.
     duration: float = 10.0
+    #: When set, a task of a catalog entry runs for that entry's typical duration times this (at least
+    #: 0.1 s) instead of ``duration``: the sandbox keeps each family's proportions, scaled down.
+    duration_scale: float | None = None
     #: Make every new task fail (as PiAPI reports a failed generation).
     fail_tasks: bool = False
     #: ``code`` in success envelopes: PiAPI sends 200; its schema example says 0.
@@ -280,6 +283,11 @@ class PiAPISimulator:
     def _envelope(self, data: Any, message: str = "success") -> JSONResponse:
         return JSONResponse({"code": self.controls.envelope_code, "data": data, "message": message})
 
+    def _duration_of(self, spec: TaskSpec) -> float:
+        """How long a new task of ``spec`` runs: the fixed ``duration``, or its typical one, scaled."""
+        scale = self.controls.duration_scale
+        return self.controls.duration if scale is None else max(0.1, spec.typical_seconds * scale)
+
     def _task_envelope(self, data: dict[str, Any]) -> Response:
         tamper = self.controls.tamper
         changed = tamper(data) if tamper is not None else data
@@ -336,7 +344,7 @@ class PiAPISimulator:
             created=self.clock.monotonic(),
             created_wall=self.clock.now(),
             queue_seconds=self.controls.queue_seconds,
-            duration=self.controls.duration,
+            duration=self._duration_of(spec),
             fails=self.controls.fail_tasks or _asks_to_fail(task_input),
             spec=spec,
         )
