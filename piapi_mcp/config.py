@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -74,19 +75,9 @@ class Config:
         """
 
         def number(name: str, flag: float | None, default: float, low: float, high: float) -> float:
-            if flag is not None:
-                value = flag
-            else:
-                raw = env.get(name, "").strip()
-                if not raw:
-                    return default
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise ConfigError(f"{name}={raw!r} is not a number of seconds.") from None
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds (got {value:g}).")
-            return value
+            # A flag replaces the variable, and is held to the same range.
+            given = env if flag is None else {name: repr(flag)}
+            return env_number(given, name, default, low, high, "seconds")
 
         def switch(name: str, default: bool = True) -> bool:
             raw = env.get(name, "").strip().lower()
@@ -141,6 +132,26 @@ class Config:
             allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
             daily_budget_usd=daily_budget(env.get(DAILY_BUDGET_ENV)),
         )
+
+
+def env_number(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str
+) -> float:
+    """The number in variable ``name`` (``default`` when unset or empty), between ``low`` and ``high``.
+
+    Raises:
+        ConfigError: not a number, or out of range; the sentence names the variable and the ``unit``.
+    """
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit} (got {value:g}).")
+    return value
 
 
 def daily_budget(raw: str | None) -> float | None:

@@ -38,7 +38,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from piapi_mcp.config import AUTH_TOKEN_ENV, ConfigError
+from piapi_mcp.config import AUTH_TOKEN_ENV, ConfigError, env_number
 
 HttpTransport = Literal["sse", "streamable-http"]
 
@@ -260,9 +260,9 @@ class HttpLimits:
             ConfigError: a value that is not a number, or out of range.
         """
         low, high = HEADER_TIMEOUT_RANGE
-        timeout = _env_number(env, HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT, low, high, "seconds")
+        timeout = env_number(env, HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT, low, high, "seconds")
         first, last = MAX_CONNECTIONS_RANGE
-        connections = _env_number(
+        connections = env_number(
             env, MAX_CONNECTIONS_ENV, DEFAULT_MAX_CONNECTIONS, first, last, "connections"
         )
         if connections != int(connections):
@@ -270,21 +270,6 @@ class HttpLimits:
                 f"{MAX_CONNECTIONS_ENV} must be a whole number of connections (got {connections:g})."
             )
         return cls(header_timeout=timeout, max_connections=int(connections))
-
-
-def _env_number(
-    env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of {unit}.") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit} (got {value:g}).")
-    return value
 
 
 def connection_cap(requested: int) -> int:
