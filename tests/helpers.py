@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,13 +17,14 @@ from typing import Any, Final
 
 import anyio
 import httpx2
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ResourceLink, TextContent, Tool
 from PIL import Image
 
 from piapi_mcp import ManualClock, PiAPISimulator, SimulatorControls
 from piapi_mcp.catalog import CATALOG
 from piapi_mcp.media import OutputSaver
+from tests.conftest import API_KEY
 
 #: The tools every server has whatever the catalog holds.
 GENERIC_TOOLS: Final = frozenset({"run_task", "get_task", "cancel_task", "list_tasks", "get_account"})
@@ -104,3 +107,17 @@ async def saving_client(
     )
     async with Client(server) as client:
         yield client
+
+
+def stdio_server(sim_url: str, outputs: Path, **env: str) -> StdioServerParameters:
+    """``python -m piapi_mcp`` over stdio as a host starts it: an explicit, near-empty environment that
+    points it at the simulator at ``sim_url``, saves into ``outputs``, keeps state in the test's folder."""
+    base = {
+        "PIAPI_API_KEY": API_KEY,
+        "PIAPI_BASE_URL": sim_url,
+        "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
+        "PIAPI_OUTPUT_DIR": str(outputs),
+        "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
+        "PATH": os.environ.get("PATH", ""),
+    }
+    return StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env={**base, **env})

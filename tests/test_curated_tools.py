@@ -11,16 +11,14 @@ against the simulator on loopback, as a user's server would.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.types import CallToolResult, ImageContent, Tool
 
 from piapi_mcp import ManualClock, PiAPISimulator
@@ -28,8 +26,7 @@ from piapi_mcp.catalog import CATALOG
 from piapi_mcp.catalog._generate_3d import TEXT_TO_3D
 from piapi_mcp.loopback import serve_app_on_loopback
 from piapi_mcp.media import sniff_output
-from tests.conftest import API_KEY
-from tests.helpers import links_of, png_bytes, saving_client, text_of
+from tests.helpers import links_of, png_bytes, saving_client, stdio_server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -331,15 +328,7 @@ async def test_generate_music_generate_3d_and_image_tools_complete_over_stdio_ag
     }
     results: dict[str, CallToolResult] = {}
     async with serve_app_on_loopback(simulator.app) as sim_url:
-        env = {
-            "PIAPI_API_KEY": API_KEY,
-            "PIAPI_BASE_URL": sim_url,
-            "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
-            "PIAPI_OUTPUT_DIR": str(outputs),
-            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
-            "PATH": os.environ.get("PATH", ""),
-        }
-        params = StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env=env)
+        params = stdio_server(sim_url, outputs)
         with anyio.fail_after(SCENARIO_TIMEOUT):
             async with Client(params) as session:
                 for tool, arguments in calls.items():

@@ -10,22 +10,19 @@ copy whose content is of that kind; ``piapi://models`` lists the whole catalog.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.types import ImageContent, ResourceLink, TextResourceContents
 
 from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.catalog import CATALOG
 from piapi_mcp.loopback import serve_app_on_loopback
 from piapi_mcp.media import sniff_output
-from tests.conftest import API_KEY
-from tests.helpers import text_of
+from tests.helpers import stdio_server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -58,15 +55,7 @@ async def test_run_task_over_stdio_completes_an_image_a_video_an_audio_a_3d_mode
     """Every kind of output comes back linked with its MIME type, files saved, images previewed."""
     outputs = tmp_path / "outputs"
     async with serve_app_on_loopback(simulator.app) as sim_url:
-        env = {
-            "PIAPI_API_KEY": API_KEY,
-            "PIAPI_BASE_URL": sim_url,
-            "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
-            "PIAPI_OUTPUT_DIR": str(outputs),
-            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
-            "PATH": os.environ.get("PATH", ""),
-        }
-        params = StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env=env)
+        params = stdio_server(sim_url, outputs)
         with anyio.fail_after(SCENARIO_TIMEOUT):
             async with Client(params) as session:
                 image = await run_to_completion(
@@ -138,17 +127,8 @@ async def test_over_stdio_a_video_the_account_a_retired_model_and_the_daily_budg
     PIAPI_DAILY_BUDGET_USD are refused in one sentence with nothing sent."""
     outputs = tmp_path / "outputs"
     async with serve_app_on_loopback(simulator.app) as sim_url:
-        env = {
-            "PIAPI_API_KEY": API_KEY,
-            "PIAPI_BASE_URL": sim_url,
-            "PIAPI_UPLOAD_URL": f"{sim_url}/api/ephemeral_resource",
-            "PIAPI_OUTPUT_DIR": str(outputs),
-            "PIAPI_STATE_DIR": os.environ["PIAPI_STATE_DIR"],
-            # One Kling video (US$0.50 listed) fits; a second would not.
-            "PIAPI_DAILY_BUDGET_USD": "0.75",
-            "PATH": os.environ.get("PATH", ""),
-        }
-        params = StdioServerParameters(command=sys.executable, args=["-m", "piapi_mcp"], env=env)
+        # One Kling video (US$0.50 listed) fits; a second would not.
+        params = stdio_server(sim_url, outputs, PIAPI_DAILY_BUDGET_USD="0.75")
         with anyio.fail_after(SCENARIO_TIMEOUT):
             async with Client(params) as session:
                 started = await session.call_tool(
