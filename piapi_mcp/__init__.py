@@ -1,5 +1,7 @@
 """piapi-mcp: PiAPI's generation API (Flux Kontext first) as MCP tools that never lose a paid task."""
 
+from piapi_mcp._version import __version__ as __version__
+from piapi_mcp._version import package_version
 from piapi_mcp.catalog.flux import KontextInput
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.errors import (
@@ -20,8 +22,6 @@ from piapi_mcp.server import ServerSettings, create_server
 from piapi_mcp.simulator import Fault, PiAPISimulator, SimulatorControls
 from piapi_mcp.timing import Clock, ManualClock, SystemClock
 from piapi_mcp.waiting import DurationEstimator
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
@@ -48,4 +48,5 @@ __all__ = [
     "TaskResult",
     "UpstreamServerError",
     "create_server",
+    "package_version",
 ]

@@ -24,6 +24,7 @@ from typing import Final
 import anyio
 import httpx2
 
+from piapi_mcp._version import package_version
 from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient
 from piapi_mcp.config import AUTH_TOKEN_ENV, Config, ConfigError
 from piapi_mcp.loopback import serve_app_on_loopback
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="piapi-mcp",
         description="PiAPI (Flux Kontext image editing) as MCP tools. Without a sub-command, serves MCP.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _add_server_flags(parser)
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="run one kontext_edit end to end through an MCP session")

@@ -29,6 +29,7 @@ from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnno
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, BaseModel, Field, ValidationError
 
+from piapi_mcp._version import package_version
 from piapi_mcp.arguments import (
     describe_invalid_arguments,
     describe_unknown_arguments,
@@ -197,7 +198,7 @@ def _as_resource_error() -> Iterator[None]:
 def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -> MCPServer[Any]:
     """Build the MCP server over ``client``. Nothing global: call it once per server instance."""
     settings = settings or ServerSettings()
-    server = PiAPIMCPServer(SERVER_NAME, instructions=INSTRUCTIONS)
+    server = PiAPIMCPServer(SERVER_NAME, version=package_version(), instructions=INSTRUCTIONS)
     service = TaskService(client, settings)
     renderer = Renderer(settings)
 

@@ -366,7 +366,7 @@ async def test_with_a_duration_scale_each_task_runs_its_specs_typical_time_scale
 def test_a_built_wheel_holds_the_catalog_the_simulator_its_data_and_py_typed(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "piapi_mcp", source / "piapi_mcp", ignore=shutil.ignore_patterns("__pycache__"))
 
