@@ -25,7 +25,15 @@ import anyio
 import httpx2
 
 from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient
-from piapi_mcp.config import AUTH_TOKEN_ENV, Config, ConfigError
+from piapi_mcp.config import (
+    AUTH_TOKEN_ENV,
+    LOG_LEVEL_ENV,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    log_level,
+    settings_help,
+)
 from piapi_mcp.loopback import serve_app_on_loopback
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
@@ -40,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="piapi-mcp",
         description="PiAPI (Flux Kontext image editing) as MCP tools. Without a sub-command, serves MCP.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_server_flags(parser)
     commands = parser.add_subparsers(dest="command")
@@ -51,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the picture to edit: a URL or a local file (default: one drawn for the demo)",
     )
     demo.add_argument("--wait-seconds", type=float, default=None, help="budget of each tool call")
+    demo.add_argument(
+        "--sandbox",
+        action="store_true",
+        # Only when given: the main parser's --sandbox (before ``demo``) must not be reset to False.
+        default=argparse.SUPPRESS,
+        help="use the built-in PiAPI simulator even when PIAPI_API_KEY is set (no credits used)",
+    )
     commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
     sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
     sim.add_argument("--port", type=int, default=8765)
@@ -105,19 +122,23 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-timeout", type=float, default=None, help="seconds per PiAPI request (env PIAPI_HTTP_TIMEOUT)"
     )
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS).lower()}, any case (env {LOG_LEVEL_ENV}; default info); "
+        "other libraries log warnings only",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``piapi-mcp`` console script and ``python -m piapi_mcp``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    # httpx2 logs every request at INFO; that is noise on a host's log pane.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        _setup_logging(log_level(args.log_level))
+    except ConfigError as err:
+        print(f"piapi-mcp: {err}", file=sys.stderr)
+        sys.exit(2)
     try:
         if args.command == "simulator":
             anyio.run(_run_simulator, args)
@@ -130,12 +151,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             from piapi_mcp.demo import run_demo
 
             sys.exit(anyio.run(run_demo, config, args.prompt, args.image, args.wait_seconds))
+        if args.transport == "stdio" and sys.stdin is not None and sys.stdin.isatty():
+            print(TERMINAL_NOTICE, file=sys.stderr, flush=True)
         anyio.run(serve, config, args.transport, args.host, args.port)
     except ConfigError as err:
         print(f"piapi-mcp: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+
+
+TERMINAL_NOTICE: Final = (
+    "piapi-mcp is a stdio MCP server: it is waiting for an MCP host (Claude Desktop, Claude Code...) "
+    "to talk to it on stdin. To see it work, run `piapi-mcp demo`; to install it in a host, "
+    "`piapi-mcp config`. Ctrl-C quits."
+)
+
+
+def _setup_logging(level: str) -> None:
+    """Our logs at ``level`` on stderr; other libraries' (httpx2, httpcore2, uvicorn, mcp) at WARNING and up.
+
+    Their INFO and DEBUG lines (every request, every protocol message) are noise on a host's log pane.
+    """
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=max(logging.WARNING, logging.getLevelNamesMapping()[level]),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("piapi_mcp").setLevel(level)
 
 
 def claude_desktop_config() -> str:
@@ -171,6 +214,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated):
+        # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
+        output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
+        ledger_path = None if simulated else config.state_dir / LEDGER_FILE
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
@@ -181,12 +227,12 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
                 # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
                 priors=_sandbox_priors(config) if simulated else None,
             ),
-            ledger=TaskLedger(None) if simulated else TaskLedger.open(config.state_dir / LEDGER_FILE),
+            ledger=TaskLedger(None) if ledger_path is None else TaskLedger.open(ledger_path),
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
             # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
             use_client_roots=transport == "stdio",
-            outputs=OutputSaver(client.http_client, config.output_dir, timeout=config.http_timeout),
+            outputs=OutputSaver(client.http_client, output_dir, timeout=config.http_timeout),
             preview=config.preview,
             allow_private_outputs=config.allow_private_outputs,
             # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
@@ -194,10 +240,15 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             daily_budget_usd=config.daily_budget_usd,
         )
         server = create_server(client, settings)
-        if not client.has_api_key:
+        if config.api_key is None and not simulated:
             logger.warning(
                 "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"
             )
+        logger.info(
+            "task ledger: %s; outputs saved to: %s",
+            ledger_path or "in memory (sandbox: forgotten on exit)",
+            output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
+        )
         if transport == "stdio":
             await server.run_stdio_async()
             return
@@ -220,6 +271,11 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+def sandbox_output_dir(output_dir: Path | None) -> Path | None:
+    """Where the sandbox saves its simulated outputs: a ``sandbox`` folder inside the output folder."""
+    return None if output_dir is None else output_dir / "sandbox"
 
 
 def _log_http_security(config: Config, host: str) -> None:
