@@ -12,7 +12,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, TextContent
 
+from piapi_mcp import ManualClock
 from piapi_mcp.config import SETTINGS
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +202,30 @@ async def test_no_key_warning_only_when_no_key_is_set(tmp_path: Path) -> None:
     assert with_key.returncode == 0 and b"not set" not in with_key.stderr, with_key.stderr.decode()
     sandbox = await _run("--sandbox", env=_env(tmp_path))
     assert sandbox.returncode == 0 and b"not set" not in sandbox.stderr, sandbox.stderr.decode()
+
+
+async def test_reading_an_unknown_task_resource_is_a_not_found_error_with_a_sentence(
+    mcp_client: Client,
+) -> None:
+    """``piapi://tasks/<id>`` for an id PiAPI answers 404: the not-found code (-32602), not an internal error."""
+    with pytest.raises(MCPError) as caught:
+        await mcp_client.read_resource("piapi://tasks/0000-not-a-task")
+    assert caught.value.error.code == INVALID_PARAMS
+    assert "no such task" in caught.value.error.message
+
+
+async def test_cancelling_a_finished_task_reports_it_as_it_ended_and_that_nothing_was_cancelled(
+    mcp_client: Client, clock: ManualClock
+) -> None:
+    """``cancel_task`` on a completed task: its result, and one sentence that nothing was cancelled."""
+    created = await mcp_client.call_tool(
+        "kontext_edit",
+        {"prompt": "make the sky purple", "image": "https://example.com/in.png", "wait_seconds": 0},
+    )
+    task_id = (created.structured_content or {})["task_id"]
+    clock.advance(60)
+    result = await mcp_client.call_tool("cancel_task", {"task_id": task_id})
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert not result.is_error, text
+    assert (result.structured_content or {})["status"] == "completed"
+    assert f"Task {task_id} had already finished (completed); nothing was cancelled." in text
