@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the built-in PiAPI simulator even when PIAPI_API_KEY is set (no credits used)",
     )
     commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
+    commands.add_parser(
+        "doctor", help="check the key (free), the image, state and output folders; one line per check"
+    )
     sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--duration", type=float, default=10.0, help="seconds a task spends processing")
@@ -147,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(claude_desktop_config())
             return
         config = Config.load(args)
+        if args.command == "doctor":
+            sys.exit(anyio.run(doctor, config))
         if args.command == "demo":
             from piapi_mcp.demo import run_demo
 
@@ -271,6 +276,65 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+async def doctor(config: Config) -> int:
+    """Check what the server needs, print one line per check; 0 when all pass, else 1.
+
+    The key is checked with PiAPI's account info, which costs nothing.
+    """
+    import os
+    import tempfile
+
+    from piapi_mcp.errors import PiAPIError
+    from piapi_mcp.ledger import FILE_NAME as LEDGER_FILE
+    from piapi_mcp.ledger import TaskLedger
+
+    checks: list[tuple[bool, str]] = []
+    if config.api_key is None:
+        checks.append((False, "key: PIAPI_API_KEY is not set (get one at https://piapi.ai/workspace/key)"))
+    else:
+        async with _piapi_client(config) as (client, _):
+            try:
+                account = await client.account_info()
+            except PiAPIError as err:
+                checks.append(
+                    (False, f"key: {config.base_url} refused it or could not answer: {err.message}")
+                )
+            else:
+                checks.append(
+                    (True, f"key: accepted by {config.base_url} (plan {account.plan or 'unknown'})")
+                )
+    if not config.allowed_dirs:
+        checks.append(
+            (True, "image folders: none set (PIAPI_ALLOWED_DIRS); only a host's roots are readable")
+        )
+    for folder in config.allowed_dirs:
+        if not folder.is_dir():
+            checks.append((False, f"image folder: {folder} does not exist or is not a folder"))
+        elif not os.access(folder, os.R_OK | os.X_OK):
+            checks.append((False, f"image folder: {folder} is not readable"))
+        else:
+            checks.append((True, f"image folder: {folder} is readable"))
+    ledger = TaskLedger.open(config.state_dir / LEDGER_FILE)
+    if ledger.notice:
+        checks.append((False, f"state: {ledger.notice}"))
+    else:
+        checks.append((True, f"state: the task ledger opens ({config.state_dir / LEDGER_FILE})"))
+    if config.output_dir is None:
+        checks.append((True, "outputs: saving is off (PIAPI_SAVE_OUTPUTS=0)"))
+    else:
+        try:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=config.output_dir):
+                pass
+        except OSError as err:
+            checks.append((False, f"outputs: cannot write in {config.output_dir} ({err.strerror or err})"))
+        else:
+            checks.append((True, f"outputs: {config.output_dir} is writable"))
+    for passed, line in checks:
+        print(f"{'ok  ' if passed else 'FAIL'}  {line}", flush=True)
+    return 0 if all(passed for passed, _ in checks) else 1
 
 
 def sandbox_output_dir(output_dir: Path | None) -> Path | None:

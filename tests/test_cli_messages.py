@@ -16,8 +16,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, TextContent
 
-from piapi_mcp import ManualClock
+from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.config import SETTINGS
+from piapi_mcp.loopback import serve_app_on_loopback
+from piapi_mcp.simulator import SimulatorControls
 
 pytestmark = pytest.mark.anyio
 
@@ -229,3 +231,39 @@ async def test_cancelling_a_finished_task_reports_it_as_it_ended_and_that_nothin
     assert not result.is_error, text
     assert (result.structured_content or {})["status"] == "completed"
     assert f"Task {task_id} had already finished (completed); nothing was cancelled." in text
+
+
+async def test_doctor_checks_the_key_for_free_and_each_folder_with_one_line_each(tmp_path: Path) -> None:
+    """``piapi-mcp doctor``: ok lines and exit 0 when all is well; a FAIL line per problem and exit 1."""
+    simulator = PiAPISimulator(controls=SimulatorControls(api_keys=frozenset({"good-key"})))
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    async with serve_app_on_loopback(simulator.app) as url:
+        good = await _run(
+            "doctor",
+            env=_env(
+                tmp_path, PIAPI_API_KEY="good-key", PIAPI_BASE_URL=url, PIAPI_ALLOWED_DIRS=str(pictures)
+            ),
+        )
+        missing = tmp_path / "missing"
+        bad = await _run(
+            "doctor",
+            env=_env(
+                tmp_path,
+                PIAPI_API_KEY="wrong-key",
+                PIAPI_BASE_URL=url,
+                PIAPI_ALLOWED_DIRS=os.pathsep.join([str(pictures), str(missing)]),
+            ),
+        )
+    lines = good.stdout.decode().splitlines()
+    assert good.returncode == 0, good.stdout.decode() + good.stderr.decode()
+    assert lines and all(line.startswith("ok") for line in lines), lines
+    assert any(line.startswith("ok    key:") for line in lines)
+    assert any(str(pictures) in line for line in lines)
+    assert any(str(tmp_path / "out") in line for line in lines)
+    assert any(str(tmp_path / "state") in line for line in lines)
+    assert {path for _, path in simulator.requests} == {"/account/info"}
+    failed = [line for line in bad.stdout.decode().splitlines() if line.startswith("FAIL")]
+    assert bad.returncode == 1
+    assert len(failed) == 2 and "key:" in failed[0] and str(missing) in failed[1], failed
+    assert "wrong-key" not in bad.stdout.decode() + bad.stderr.decode()
