@@ -26,7 +26,15 @@ import httpx2
 
 from piapi_mcp._version import package_version
 from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient
-from piapi_mcp.config import AUTH_TOKEN_ENV, Config, ConfigError
+from piapi_mcp.config import (
+    AUTH_TOKEN_ENV,
+    LOG_LEVEL_ENV,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    log_level,
+    settings_help,
+)
 from piapi_mcp.loopback import serve_app_on_loopback
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
@@ -41,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="piapi-mcp",
         description="PiAPI (Flux Kontext image editing) as MCP tools. Without a sub-command, serves MCP.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _add_server_flags(parser)
@@ -53,7 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the picture to edit: a URL or a local file (default: one drawn for the demo)",
     )
     demo.add_argument("--wait-seconds", type=float, default=None, help="budget of each tool call")
+    demo.add_argument(
+        "--sandbox",
+        action="store_true",
+        # Only when given: the main parser's --sandbox (before ``demo``) must not be reset to False.
+        default=argparse.SUPPRESS,
+        help="use the built-in PiAPI simulator even when PIAPI_API_KEY is set (no credits used)",
+    )
     commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
+    commands.add_parser(
+        "doctor", help="check the key (free), the image, state and output folders; one line per check"
+    )
     sim = commands.add_parser("simulator", help="serve the PiAPI simulator alone over HTTP")
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--duration", type=float, default=10.0, help="seconds a task spends processing")
@@ -107,19 +127,23 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-timeout", type=float, default=None, help="seconds per PiAPI request (env PIAPI_HTTP_TIMEOUT)"
     )
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS).lower()}, any case (env {LOG_LEVEL_ENV}; default info); "
+        "other libraries log warnings only",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``piapi-mcp`` console script and ``python -m piapi_mcp``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    # httpx2 logs every request at INFO; that is noise on a host's log pane.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        _setup_logging(log_level(args.log_level))
+    except ConfigError as err:
+        print(f"piapi-mcp: {err}", file=sys.stderr)
+        sys.exit(2)
     try:
         if args.command == "simulator":
             anyio.run(_run_simulator, args)
@@ -128,16 +152,40 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(claude_desktop_config())
             return
         config = Config.load(args)
+        if args.command == "doctor":
+            sys.exit(anyio.run(doctor, config))
         if args.command == "demo":
             from piapi_mcp.demo import run_demo
 
             sys.exit(anyio.run(run_demo, config, args.prompt, args.image, args.wait_seconds))
+        if args.transport == "stdio" and sys.stdin is not None and sys.stdin.isatty():
+            print(TERMINAL_NOTICE, file=sys.stderr, flush=True)
         anyio.run(serve, config, args.transport, args.host, args.port)
     except ConfigError as err:
         print(f"piapi-mcp: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+
+
+TERMINAL_NOTICE: Final = (
+    "piapi-mcp is a stdio MCP server: it is waiting for an MCP host (Claude Desktop, Claude Code...) "
+    "to talk to it on stdin. To see it work, run `piapi-mcp demo`; to install it in a host, "
+    "`piapi-mcp config`. Ctrl-C quits."
+)
+
+
+def _setup_logging(level: str) -> None:
+    """Our logs at ``level`` on stderr; other libraries' (httpx2, httpcore2, uvicorn, mcp) at WARNING and up.
+
+    Their INFO and DEBUG lines (every request, every protocol message) are noise on a host's log pane.
+    """
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=max(logging.WARNING, logging.getLevelNamesMapping()[level]),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("piapi_mcp").setLevel(level)
 
 
 def claude_desktop_config() -> str:
@@ -173,6 +221,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated):
+        # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
+        output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
+        ledger_path = None if simulated else config.state_dir / LEDGER_FILE
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
@@ -183,12 +234,12 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
                 # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
                 priors=_sandbox_priors(config) if simulated else None,
             ),
-            ledger=TaskLedger(None) if simulated else TaskLedger.open(config.state_dir / LEDGER_FILE),
+            ledger=TaskLedger(None) if ledger_path is None else TaskLedger.open(ledger_path),
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
             # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
             use_client_roots=transport == "stdio",
-            outputs=OutputSaver(client.http_client, config.output_dir, timeout=config.http_timeout),
+            outputs=OutputSaver(client.http_client, output_dir, timeout=config.http_timeout),
             preview=config.preview,
             allow_private_outputs=config.allow_private_outputs,
             # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
@@ -196,10 +247,15 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             daily_budget_usd=config.daily_budget_usd,
         )
         server = create_server(client, settings)
-        if not client.has_api_key:
+        if config.api_key is None and not simulated:
             logger.warning(
                 "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"
             )
+        logger.info(
+            "task ledger: %s; outputs saved to: %s",
+            ledger_path or "in memory (sandbox: forgotten on exit)",
+            output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
+        )
         if transport == "stdio":
             await server.run_stdio_async()
             return
@@ -222,6 +278,70 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+async def doctor(config: Config) -> int:
+    """Check what the server needs, print one line per check; 0 when all pass, else 1.
+
+    The key is checked with PiAPI's account info, which costs nothing.
+    """
+    import os
+    import tempfile
+
+    from piapi_mcp.errors import PiAPIError
+    from piapi_mcp.ledger import FILE_NAME as LEDGER_FILE
+    from piapi_mcp.ledger import TaskLedger
+
+    checks: list[tuple[bool, str]] = []
+    if config.api_key is None:
+        checks.append((False, "key: PIAPI_API_KEY is not set (get one at https://piapi.ai/workspace/key)"))
+    else:
+        async with _piapi_client(config) as (client, _):
+            try:
+                account = await client.account_info()
+            except PiAPIError as err:
+                checks.append(
+                    (False, f"key: {config.base_url} refused it or could not answer: {err.message}")
+                )
+            else:
+                checks.append(
+                    (True, f"key: accepted by {config.base_url} (plan {account.plan or 'unknown'})")
+                )
+    if not config.allowed_dirs:
+        checks.append(
+            (True, "image folders: none set (PIAPI_ALLOWED_DIRS); only a host's roots are readable")
+        )
+    for folder in config.allowed_dirs:
+        if not folder.is_dir():
+            checks.append((False, f"image folder: {folder} does not exist or is not a folder"))
+        elif not os.access(folder, os.R_OK | os.X_OK):
+            checks.append((False, f"image folder: {folder} is not readable"))
+        else:
+            checks.append((True, f"image folder: {folder} is readable"))
+    ledger = TaskLedger.open(config.state_dir / LEDGER_FILE)
+    if ledger.notice:
+        checks.append((False, f"state: {ledger.notice}"))
+    else:
+        checks.append((True, f"state: the task ledger opens ({config.state_dir / LEDGER_FILE})"))
+    if config.output_dir is None:
+        checks.append((True, "outputs: saving is off (PIAPI_SAVE_OUTPUTS=0)"))
+    else:
+        try:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=config.output_dir):
+                pass
+        except OSError as err:
+            checks.append((False, f"outputs: cannot write in {config.output_dir} ({err.strerror or err})"))
+        else:
+            checks.append((True, f"outputs: {config.output_dir} is writable"))
+    for passed, line in checks:
+        print(f"{'ok  ' if passed else 'FAIL'}  {line}", flush=True)
+    return 0 if all(passed for passed, _ in checks) else 1
+
+
+def sandbox_output_dir(output_dir: Path | None) -> Path | None:
+    """Where the sandbox saves its simulated outputs: a ``sandbox`` folder inside the output folder."""
+    return None if output_dir is None else output_dir / "sandbox"
 
 
 def _log_http_security(config: Config, host: str) -> None:

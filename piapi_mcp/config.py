@@ -30,6 +30,66 @@ DAILY_BUDGET_ENV: Final = "PIAPI_DAILY_BUDGET_USD"
 MAX_DAILY_BUDGET_USD: Final = 1_000_000.0
 ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
+HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
+MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
+
+
+LOG_LEVEL_ENV: Final = "PIAPI_LOG_LEVEL"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_LOG_LEVEL: Final = "INFO"
+
+#: Every environment variable the server reads, with one line on what it does: ``--help`` lists them
+#: in this order (the key first).
+SETTINGS: Final[tuple[tuple[str, str], ...]] = (
+    ("PIAPI_API_KEY", "your PiAPI key (https://piapi.ai/workspace/key); without it, only --sandbox works"),
+    ("PIAPI_ALLOWED_DIRS", f"folders local images may be read from, separated by '{os.pathsep}'"),
+    ("PIAPI_OUTPUT_DIR", "where finished outputs are saved (default ~/Pictures/piapi-mcp)"),
+    ("PIAPI_SAVE_OUTPUTS", "0 to not save outputs (default 1)"),
+    ("PIAPI_PREVIEW", "0 to not attach preview thumbnails to results (default 1)"),
+    ("PIAPI_WAIT_SECONDS", f"how long a tool call waits for its task (default {DEFAULT_WAIT_SECONDS:g})"),
+    (DAILY_BUDGET_ENV, "most US$ this server's tasks may cost in any 24 h (default: no limit)"),
+    (
+        LOG_LEVEL_ENV,
+        f"{', '.join(LOG_LEVELS).lower()} (default {DEFAULT_LOG_LEVEL.lower()}); --log-level wins",
+    ),
+    ("PIAPI_STATE_DIR", "where the task ledger and learnt durations are kept (default: a per-user folder)"),
+    ("PIAPI_BASE_URL", f"PiAPI's address (default {DEFAULT_BASE_URL})"),
+    ("PIAPI_UPLOAD_URL", f"where local images are uploaded (default {DEFAULT_UPLOAD_URL})"),
+    ("PIAPI_HTTP_TIMEOUT", f"seconds per PiAPI request (default {DEFAULT_HTTP_TIMEOUT:g})"),
+    (
+        "PIAPI_DEDUP_SECONDS",
+        f"an identical request within this many seconds reuses its task (default {DEFAULT_DEDUP_SECONDS:g})",
+    ),
+    ("PIAPI_SANDBOX_DURATION", f"seconds a sandbox edit takes (default {DEFAULT_SANDBOX_DURATION:g})"),
+    ("PIAPI_ALLOW_PRIVATE_OUTPUTS", "1 to let output downloads reach private addresses (default 0)"),
+    (AUTH_TOKEN_ENV, "HTTP transports: the bearer token every request must carry"),
+    (ALLOWED_HOSTS_ENV, "HTTP transports: extra Host names accepted, comma-separated"),
+    (ALLOWED_ORIGINS_ENV, "HTTP transports: extra browser Origins accepted, comma-separated"),
+    (HEADER_TIMEOUT_ENV, "HTTP transports: seconds a request's headers may take"),
+    (MAX_CONNECTIONS_ENV, "HTTP transports: most connections open at once"),
+)
+
+
+def settings_help() -> str:
+    """The ``--help`` epilog: every environment variable of :data:`SETTINGS`, one per line."""
+    width = max(len(name) for name, _ in SETTINGS)
+    lines = [f"  {name:<{width}}  {text}" for name, text in SETTINGS]
+    return "environment variables:\n" + "\n".join(lines)
+
+
+def log_level(flag: str | None, env: Mapping[str, str] = os.environ) -> str:
+    """The log level: ``--log-level``, else ``PIAPI_LOG_LEVEL``, else INFO, in any letter case.
+
+    Raises:
+        ConfigError: a level that is not one of :data:`LOG_LEVELS`.
+    """
+    source = "--log-level" if flag is not None else LOG_LEVEL_ENV
+    raw = (flag if flag is not None else env.get(LOG_LEVEL_ENV, "")).strip()
+    if not raw:
+        return DEFAULT_LOG_LEVEL
+    if raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"{source} {raw!r} is not a log level; use one of {', '.join(LOG_LEVELS).lower()}.")
+    return raw.upper()
 
 
 class ConfigError(Exception):

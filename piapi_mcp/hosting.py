@@ -21,6 +21,7 @@ who reaches the port can spend the PiAPI credits, so:
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import ipaddress
 import json
@@ -38,12 +39,20 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from piapi_mcp.config import AUTH_TOKEN_ENV, ConfigError, env_number
+from piapi_mcp.config import (
+    AUTH_TOKEN_ENV,
+    ConfigError,
+    env_number,
+)
+from piapi_mcp.config import (
+    HEADER_TIMEOUT_ENV as HEADER_TIMEOUT_ENV,
+)
+from piapi_mcp.config import (
+    MAX_CONNECTIONS_ENV as MAX_CONNECTIONS_ENV,
+)
 
 HttpTransport = Literal["sse", "streamable-http"]
 
-HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
-MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
 
 #: Seconds a connection has to deliver complete request headers (from its opening, or from the end
 #: of its previous answer on a kept-alive connection). A real client sends them at once.
@@ -485,6 +494,7 @@ async def serve_http(
     served: MCP does not use them, and the guard only follows HTTP connections.
     """
     limits = limits or HttpLimits()
+    check_port_free(host, port)
     cap = connection_cap(limits.max_connections)
     if cap < limits.max_connections:
         logger.warning(
@@ -506,6 +516,11 @@ async def serve_http(
     server = _Server(config, on_started)
     try:
         await server.serve()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind (the port taken between the check and now).
+        if server.started:
+            raise
+        raise ConfigError(_busy(host, port)) from None
     except anyio.get_cancelled_exc_class():
         # Cancelled inside uvicorn's main loop: close the listener and connections and run the app's
         # shutdown here, or they would outlive the caller.
@@ -513,6 +528,38 @@ async def serve_http(
             with anyio.move_on_after(_SHUTDOWN_GRACE, shield=True):
                 await server.shutdown()
         raise
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before uvicorn tries, a ``host:port`` that cannot be bound (uvicorn would log and exit).
+
+    Raises:
+        ConfigError: one sentence naming the address and what to do (``--port``).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        raise ConfigError(f"Cannot listen on {host!r}: {err.strerror or err}; check --host.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        if os.name != "nt":
+            # As asyncio's server does: a port left in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+                raise ConfigError(_busy(host, port)) from None
+            raise ConfigError(
+                f"Cannot listen on {host}:{port}: {err.strerror or err}; pick another --host or --port."
+            ) from None
+
+
+def _busy(host: str, port: int) -> str:
+    return (
+        f"Port {port} on {host} is already in use (another piapi-mcp, or another program): "
+        "stop it or pick another port with --port."
+    )
 
 
 def _has_port(authority: str) -> bool:

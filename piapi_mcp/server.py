@@ -23,7 +23,12 @@ from typing import Annotated, Any, Final
 import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
@@ -50,7 +55,7 @@ from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
 )
-from piapi_mcp.tasks import Call, CallFailed, CreateRequest, ServerSettings, TaskService
+from piapi_mcp.tasks import Call, CallFailed, CreateRequest, ServerSettings, TaskNotFound, TaskService
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -191,6 +196,8 @@ def _as_resource_error() -> Iterator[None]:
     """The workflow's one-sentence failures, as MCP resource errors."""
     try:
         yield
+    except TaskNotFound as err:
+        raise ResourceNotFoundError(str(err)) from err
     except CallFailed as err:
         raise ResourceError(str(err)) from err
 

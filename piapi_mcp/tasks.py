@@ -53,7 +53,7 @@ from piapi_mcp.media import (
     Resolver,
     SavedOutput,
 )
-from piapi_mcp.models import CANCELLED, COMPLETED, AccountInfo, Task, valid_task_id
+from piapi_mcp.models import CANCELLED, COMPLETED, TERMINAL_STATUSES, AccountInfo, Task, valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, wait_for_task
 
@@ -116,6 +116,10 @@ class ServerSettings:
 
 class CallFailed(Exception):
     """A call's failure, as one sentence for the caller (the MCP layer makes it a tool error)."""
+
+
+class TaskNotFound(CallFailed):
+    """The task named does not exist for PiAPI (or is not a task id): a resource read says "not found"."""
 
 
 #: Sends one progress notification: (elapsed seconds, expected total or None, message).
@@ -617,6 +621,10 @@ class TaskService:
             task = await self._get(task_id)
             if task.status == CANCELLED:
                 return await self._finish(task, elapsed=None, eta=None)
+            if task.status in TERMINAL_STATUSES:
+                # Nothing left to cancel: the task is reported as it ended, and said so.
+                note = f"Task {task_id} had already finished ({task.status}); nothing was cancelled."
+                return await self._finish(task, elapsed=None, eta=None, note=note)
             await self._write_ledger(lambda: self.ledger.record_seen(task), key=task.task_id)
             said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
             raise CallFailed(
@@ -635,9 +643,11 @@ class TaskService:
             CallFailed: not a task id, or PiAPI could not say.
         """
         if not valid_task_id(task_id):
-            raise CallFailed(f"{task_id!r} is not a PiAPI task id.")
+            raise TaskNotFound(f"{task_id!r} is not a PiAPI task id.")
         try:
             return await self.client.get_task(task_id)
+        except NotFoundError as err:
+            raise TaskNotFound(err.message) from err
         except PiAPIError as err:
             raise CallFailed(err.message) from err
 

@@ -33,7 +33,7 @@ def test_the_sandbox_demo_succeeds_twice_in_a_row_on_one_state_folder(tmp_path: 
 
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "Edited image:" in run.stdout and "reuses" not in run.stdout
+        assert "Saved file:" in run.stdout and "reuses" not in run.stdout
     state = tmp_path / "state"
     # Nothing of a sandbox run is kept where a real server (or the next sandbox run) would read it.
     assert not state.exists() or not any(path.name.endswith(".sqlite3") for path in state.iterdir())
