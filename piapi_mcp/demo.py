@@ -136,7 +136,7 @@ def _report(result: CallToolResult, sandbox: bool) -> int:
 NEXT_STEPS: Final = """
 Next:
   piapi-mcp config           print the entry for Claude Desktop's claude_desktop_config.json
-                             (with PIAPI_ALLOWED_DIRS for your pictures; add --sandbox to try it free)
+                             (add PIAPI_ALLOWED_DIRS to its env for your pictures' folders)
   claude mcp add --scope user piapi -- piapi-mcp
                              the same in Claude Code
   piapi-mcp demo --image PATH   edit one of your own pictures"""
