@@ -36,6 +36,8 @@ ImageInput = Annotated[str, MediaField("image")]
 #: The forms every media field takes, for its description.
 MEDIA_FORMS = "an http(s) URL, a local file in the allowed folders, a data: URI, or piapi://tasks/{id}[#n]"
 #: The same, in few words, for the curated tools' media arguments (every byte of tools/list costs).
+#: The longest media argument a tool takes: a 10 MB file (PiAPI's upload limit) as a base64 data: URI.
+MAX_MEDIA_ARGUMENT_CHARS = 14_500_000
 MEDIA_FORMS_SHORT = "URL, local file, data: URI or piapi://tasks/{id}"
 VideoInput = Annotated[str, MediaField("video")]
 AudioInput = Annotated[str, MediaField("audio")]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from piapi_mcp.catalog._spec import (
+    MAX_MEDIA_ARGUMENT_CHARS,
     MEDIA_FORMS,
     MEDIA_FORMS_SHORT,
     ImageInput,
@@ -54,7 +55,7 @@ class KontextInput(BaseModel):
     )
     image: ImageInput = Field(
         min_length=1,
-        max_length=14_500_000,
+        max_length=MAX_MEDIA_ARGUMENT_CHARS,
         pattern=r"\S",
         description=f"The picture to edit (PNG, JPEG, WebP; 10 MB at most): {MEDIA_FORMS_SHORT}[#n].",
     )
@@ -145,7 +146,7 @@ class FluxImageToImageInput(BaseModel):
     prompt: Prompt
     image: ImageInput = Field(
         min_length=1,
-        max_length=14_500_000,
+        max_length=MAX_MEDIA_ARGUMENT_CHARS,
         pattern=r"\S",
         description=f"The picture to start from (PNG, JPEG, WebP; 10 MB at most): {MEDIA_FORMS_SHORT}[#n].",
     )
@@ -164,7 +165,7 @@ class FluxGenerateArguments(BaseModel):
     image: ImageInput | None = Field(
         default=None,
         min_length=1,
-        max_length=14_500_000,
+        max_length=MAX_MEDIA_ARGUMENT_CHARS,
         pattern=r"\S",
         description=f"A picture to start from (image-to-image): {MEDIA_FORMS}.",
     )
@@ -247,7 +248,10 @@ BatchSize = Annotated[
 def _image_field(description: str) -> Any:
     """A required picture field, as Flux takes them (URL, local file, data: URI or earlier output)."""
     return Field(
-        min_length=1, max_length=14_500_000, pattern=r"\S", description=f"{description}: {MEDIA_FORMS}."
+        min_length=1,
+        max_length=MAX_MEDIA_ARGUMENT_CHARS,
+        pattern=r"\S",
+        description=f"{description}: {MEDIA_FORMS}.",
     )
 
 
