@@ -231,7 +231,9 @@ _IMAGE_URL: Final = re.compile(r"\.(jpe?g|png|webp)$", re.IGNORECASE)
 
 #: Per-pair limits and usage, from PiAPI's documented examples (``piapi-catalog.md``, ``piapi-api.md`` §2.2).
 CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
-    ("Qubico/flux1-dev-advanced", "kontext"): Contract(_kontext, "llm", 200_000),
+    ("Qubico/flux1-dev-advanced", "kontext"): _priced(
+        "Qubico/flux1-dev-advanced", "kontext", _kontext, "llm"
+    ),
     ("hailuo", "video_generation"): Contract(_hailuo, "point", 2_000_000),
     ("Qubico/tts", "zero-shot"): Contract(None, "llm", 0),
     ("Qubico/joycaption", "joycaption-beta-one"): Contract(None, "llm", 100_000),
@@ -247,14 +249,16 @@ CONTRACT_EXTRAS: Final[dict[tuple[str, str], Contract]] = {
         "seedance", "seedance-2-fast-less-restriction", _seedance_fast, "llm"
     ),
     # --- image, audio and 3D families ---
-    # PiAPI's completed Pixal3D example: usage type point, 2,500,000 units.
-    ("Qubico/pixal3d", "image-to-3d"): Contract(None, "point", 2_500_000),
+    # PiAPI's completed Pixal3D example: usage type point, its price (2,500,000 units).
+    ("Qubico/pixal3d", "image-to-3d"): _priced("Qubico/pixal3d", "image-to-3d", None, "point"),
     # Midjourney (discontinued) and Suno (stopped): refused, as run_task refuses them before sending.
     **{spec.key: Contract(_no_longer_run(spec)) for spec in CATALOG.all() if spec.status != "active"},
     # --- tools families: Udio, Faceswap, the image and video toolkits ---
-    ("music-u", "generate_music"): Contract(_udio_music, "point", 500_000),
+    ("music-u", "generate_music"): _priced("music-u", "generate_music", _udio_music, "point"),
     ("Qubico/image-toolkit", "face-swap"): Contract(_image_face_swap),
-    ("Qubico/image-toolkit", "multi-face-swap"): Contract(_image_face_swap, "llm", 150_000),
+    ("Qubico/image-toolkit", "multi-face-swap"): _priced(
+        "Qubico/image-toolkit", "multi-face-swap", _image_face_swap, "llm"
+    ),
     ("Qubico/video-toolkit", "face-swap"): Contract(_video_face_swap),
 }
 _NO_CONTRACT: Final = Contract()
