@@ -70,7 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="use the built-in PiAPI simulator even when PIAPI_API_KEY is set (no credits used)",
     )
-    commands.add_parser("config", help="print a Claude Desktop config entry for this installation")
+    config = commands.add_parser(
+        "config",
+        help="print a Claude Desktop config entry for this installation (JSON on stdout, notes on stderr)",
+    )
+    config.add_argument(
+        "--allowed-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder local pictures may be read from (repeatable; default: the Pictures, Desktop and "
+        "Downloads folders in your home folder that exist)",
+    )
+    config.add_argument(
+        "--sandbox",
+        action="store_true",
+        # Only when given: the main parser's --sandbox (before ``config``) must not be reset to False.
+        default=argparse.SUPPRESS,
+        help="start the server on its built-in PiAPI simulator (no key, no credits)",
+    )
     commands.add_parser(
         "doctor", help="check the key (free), the image, state and output folders; one line per check"
     )
@@ -149,7 +167,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             anyio.run(_run_simulator, args)
             return
         if args.command == "config":
-            print(claude_desktop_config())
+            from piapi_mcp.desktop_config import desktop_entry, this_installation
+
+            entry = desktop_entry(this_installation(), allowed_dirs=args.allowed_dir, sandbox=args.sandbox)
+            for note in entry.notes:
+                print(note, file=sys.stderr)
+            print(entry.json())
             return
         config = Config.load(args)
         if args.command == "doctor":
@@ -186,17 +209,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("piapi_mcp").setLevel(level)
-
-
-def claude_desktop_config() -> str:
-    """A ``mcpServers`` entry that launches this very installation (absolute path, so it works as pasted)."""
-    import json
-    import shutil
-
-    script = Path(sys.executable).with_name("piapi-mcp")
-    command = str(script) if script.exists() else (shutil.which("piapi-mcp") or "piapi-mcp")
-    entry = {"command": command, "args": [], "env": {"PIAPI_API_KEY": "paste-your-PiAPI-key-here"}}
-    return json.dumps({"mcpServers": {"piapi": entry}}, indent=2)
 
 
 async def serve(config: Config, transport: str, host: str, port: int) -> None:

@@ -38,9 +38,9 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import IO, Any, Final
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -153,18 +153,25 @@ class Confinement:
     lie inside an allowed folder. Blocking: call it from a worker thread.
     """
 
-    def __init__(self, folders: Sequence[Path]) -> None:
+    def __init__(self, folders: Sequence[Path], *, no_roots: str | None = None) -> None:
         self.folders = list(dict.fromkeys(folder.expanduser().resolve() for folder in folders))
+        #: Why the MCP host shared no roots, when it could not or did not: a refusal says so.
+        self.no_roots = no_roots
 
-    def with_roots(self, roots: Sequence[Path]) -> Confinement:
-        """These folders plus the client's roots."""
-        return Confinement([*self.folders, *roots])
+    def with_roots(self, roots: Sequence[Path], no_roots: str | None = None) -> Confinement:
+        """These folders plus the client's roots (``no_roots``: why the host shared none)."""
+        return Confinement([*self.folders, *roots], no_roots=no_roots)
 
     def _inside(self, path: Path) -> bool:
         return any(path.is_relative_to(folder) for folder in self.folders)
 
     def _outside_error(self, raw: str) -> ImageInputError:
         allowed = ", ".join(str(folder) for folder in self.folders)
+        if self.no_roots:
+            return ImageInputError(
+                f"{raw!r} is outside the folders images may be read from ({allowed}); {self.no_roots}, so "
+                "set PIAPI_ALLOWED_DIRS to the folders to allow, or move the file into one of these."
+            )
         return ImageInputError(
             f"{raw!r} is outside the folders images may be read from ({allowed}); move the file there "
             "or add its folder to PIAPI_ALLOWED_DIRS."
@@ -181,9 +188,10 @@ class Confinement:
                 changed while being opened, or too large.
         """
         if not self.folders:
+            because = f" and {self.no_roots}" if self.no_roots else ""
             raise ImageInputError(
-                f"Local files cannot be read here ({raw!r}): no folder is allowed. Set PIAPI_ALLOWED_DIRS "
-                "to the folders images may come from, or give an http(s) URL."
+                f"Local files cannot be read here ({raw!r}): no folder is allowed{because}. Set "
+                "PIAPI_ALLOWED_DIRS to the folders images may come from, or give an http(s) URL."
             )
         try:
             # Not strict: confinement is judged before existence, so nothing outside can be probed.
@@ -314,9 +322,58 @@ def parse_allowed_dirs(value: str) -> list[Path]:
     return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
-def paths_from_roots(uris: Sequence[str]) -> list[Path]:
-    """The local folders among an MCP client's ``file://`` roots."""
-    return [Path(unquote(urlparse(uri).path)) for uri in uris if uri.startswith("file://")]
+#: The path flavour of this machine: file:// URIs are read as its paths.
+LOCAL_FLAVOUR: Final[type[PurePosixPath] | type[PureWindowsPath]] = (
+    PureWindowsPath if os.name == "nt" else PurePosixPath
+)
+_DRIVE: Final = re.compile(r"^/?([A-Za-z])[:|](?=/|$)")
+
+
+def path_from_file_uri(
+    uri: str, flavour: type[PurePosixPath] | type[PureWindowsPath] = LOCAL_FLAVOUR
+) -> PurePath | None:
+    """The absolute local path a ``file://`` URI names, as a ``flavour`` path; ``None`` if it names none.
+
+    Windows: ``file:///C:/Users/a``, ``file:///C%3A/Users/a``, ``file://localhost/C:/...`` and the old
+    ``C|`` form give ``C:\\Users\\a``; a host (``file://server/share/dir``) is a UNC path
+    ``\\\\server\\share\\dir``. POSIX: only an empty host or ``localhost`` is this machine (another host
+    gives ``None``). Percent-escapes (spaces, ``%3A``) are decoded; a query or fragment is ignored.
+    """
+    if uri[:7].lower() != "file://":
+        return None
+    parts = urlsplit(uri)
+    host = unquote(parts.netloc)
+    path = unquote(parts.path)
+    if host.lower() == "localhost":
+        host = ""
+    if flavour is PureWindowsPath:
+        if _DRIVE.match(host + "/"):
+            # file://C:/Users/a: some writers put the drive where the host goes.
+            path, host = f"/{host}{path}", ""
+        if drive := _DRIVE.match(path):
+            path = f"{drive.group(1)}:{path[drive.end() :] or '/'}"
+        elif host:
+            path = f"//{host}{path}"
+        found: PurePath = PureWindowsPath(path)
+    else:
+        if host:
+            return None
+        found = PurePosixPath(path)
+    # No drive on Windows (file:///Users/a), or a share without a folder: not one definite place.
+    return found if found.is_absolute() else None
+
+
+def paths_from_roots(
+    uris: Sequence[str], flavour: type[PurePosixPath] | type[PureWindowsPath] = LOCAL_FLAVOUR
+) -> list[PurePath]:
+    """The local folders among an MCP client's ``file://`` roots (another host's are left out)."""
+    found = (path_from_file_uri(uri, flavour) for uri in uris)
+    return [path for path in found if path is not None]
+
+
+def local_paths_from_roots(uris: Sequence[str]) -> list[Path]:
+    """:func:`paths_from_roots` on this machine, as concrete paths."""
+    return [Path(path) for path in paths_from_roots(uris)]
 
 
 Uploader = Callable[[str, bytes], Awaitable[str]]
@@ -341,8 +398,12 @@ class ImageResolver:
         self._look_up_task = look_up_task
         self.confinement = confinement
 
-    async def resolve(self, value: str, *, roots: Sequence[Path] = (), kind: str = "image") -> ResolvedImage:
+    async def resolve(
+        self, value: str, *, roots: Sequence[Path] = (), kind: str = "image", no_roots: str | None = None
+    ) -> ResolvedImage:
         """Resolve one media argument for a field of ``kind`` (image, video or audio).
+
+        ``roots`` are the MCP host's folders; ``no_roots`` says why it shared none (a refusal repeats it).
 
         Nothing is uploaded unless every check passed.
 
@@ -361,13 +422,21 @@ class ImageResolver:
             found = check_image_bytes(data, "The data: URI", kind)
             return ResolvedImage(await self._upload(f"{kind}.{found.extension}", data), "data", True)
         if lowered.startswith("file://"):
-            path = Path(unquote(urlparse(text).path))
+            local = path_from_file_uri(text)
+            if local is None:
+                raise ImageInputError(
+                    f"{shown(text)} does not name a file on this machine (a file:// URI needs no host, or "
+                    "localhost, and an absolute path); give a local path, or an http(s) URL."
+                )
+            path = Path(local)
         elif text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", text):
             path = Path(text)
         else:
             raise ImageInputError(f"The {kind} {shown(text)} is not in an accepted form: give {IMAGE_FORMS}.")
         # Opening and reading touch the disk (or a FIFO, a device, a slow mount): off the event loop.
-        data = await anyio.to_thread.run_sync(self.confinement.with_roots(roots).open_file, text, path)
+        data = await anyio.to_thread.run_sync(
+            self.confinement.with_roots(roots, no_roots).open_file, text, path
+        )
         found = check_image_bytes(data, shown(text), kind)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or kind
         return ResolvedImage(await self._upload(f"{stem}.{found.extension}", data), "file", True)

@@ -32,6 +32,7 @@ from mcp.server.mcpserver.exceptions import (
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import AnyUrl, BaseModel, Field, ValidationError
 
 from piapi_mcp._version import package_version
@@ -49,7 +50,7 @@ from piapi_mcp.errors import shown
 from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
-from piapi_mcp.media import output_mime_type, paths_from_roots
+from piapi_mcp.media import local_paths_from_roots, output_mime_type
 from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, AccountInfo, TaskResult
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
@@ -210,8 +211,11 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
     renderer = Renderer(settings)
 
     def call_of(ctx: Context[Any, Any]) -> Call:
-        roots = (lambda: _client_roots(ctx)) if settings.use_client_roots else None
-        return Call(notify=ctx.report_progress, roots=roots)
+        if not settings.use_client_roots:
+            return Call(notify=ctx.report_progress)
+        no_roots = _why_no_roots(ctx)
+        roots = None if no_roots else (lambda: _client_roots(ctx))
+        return Call(notify=ctx.report_progress, roots=roots, no_roots=no_roots)
 
     for spec in CATALOG.tools():
         assert spec.tool is not None
@@ -482,6 +486,26 @@ def _run_request(model: str, task_type: str, task_input: dict[str, Any]) -> Crea
         raise ToolError(describe_invalid_arguments("run_task", err, within="input")) from err
 
 
+#: What a refused local path says when the host's protocol has no way to share roots.
+NO_ROOTS_ON_PROTOCOL: Final = "this MCP host cannot share its roots (protocol {version})"
+#: ... and when the host (e.g. Claude Desktop) declared no roots.
+NO_ROOTS_DECLARED: Final = "this MCP host shares no roots"
+
+
+def _why_no_roots(ctx: Context[Any, Any]) -> str | None:
+    """Why the client cannot or does not share roots; ``None`` when it declared the capability.
+
+    On 2026-07-28 a server cannot send the client requests, so ``roots/list`` cannot be asked.
+    """
+    version = ctx.protocol_version
+    if version in MODERN_PROTOCOL_VERSIONS:
+        return NO_ROOTS_ON_PROTOCOL.format(version=version)
+    capabilities = ctx.request_context.session.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return NO_ROOTS_DECLARED
+    return None
+
+
 async def _client_roots(ctx: Context[Any, Any]) -> list[Path]:
     """The local folders the MCP client declared as roots; none when it has none or cannot say."""
     session = ctx.request_context.session
@@ -495,4 +519,4 @@ async def _client_roots(ctx: Context[Any, Any]) -> list[Path]:
             listed = await session.list_roots()
     except (MCPError, TimeoutError):
         return []
-    return paths_from_roots([str(root.uri) for root in listed.roots])
+    return local_paths_from_roots([str(root.uri) for root in listed.roots])

@@ -134,6 +134,8 @@ class Call:
 
     notify: Notify | None = None
     roots: Roots | None = None
+    #: Why the caller shares no folders (e.g. its protocol cannot), said when a local path is refused.
+    no_roots: str | None = None
 
 
 @dataclass(frozen=True)
@@ -509,7 +511,10 @@ class TaskService:
                     roots = list(await call.roots()) if use_roots and call.roots is not None else []
                 try:
                     resolved_item = await self._resolver.resolve(
-                        item, roots=roots or (), kind=request.media[name].kind
+                        item,
+                        roots=roots or (),
+                        kind=request.media[name].kind,
+                        no_roots=call.no_roots if self.settings.use_client_roots else None,
                     )
                     urls.append(resolved_item.url)
                 except ImageInputError as err:
