@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Final
 
 import anyio
-import httpx2
 
 from piapi_mcp._version import package_version
-from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient
+from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient, default_http_client
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     LOG_LEVEL_ENV,
@@ -410,8 +409,7 @@ def _sandbox_priors(config: Config) -> dict[tuple[str | None, str | None], float
 @asynccontextmanager
 async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool]]:
     """The PiAPI client for ``config``: the real API, or a simulator started in this process."""
-    limits = httpx2.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx2.AsyncClient(limits=limits) as http:
+    async with default_http_client() as http:
         if not config.sandbox:
             yield (
                 PiAPIClient(

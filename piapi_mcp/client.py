@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -43,6 +44,47 @@ _HISTORY_PATH: Final = "/api/open/tasks/histories"
 _ACCOUNT_PATH: Final = "/account/info"
 #: PiAPI refuses a history page larger than this.
 MAX_HISTORY_PAGE_SIZE: Final = 100
+
+
+class DeferredTransport(httpx2.AsyncBaseTransport):
+    """A transport built by ``factory`` when the first request goes out, not when the server starts.
+
+    Building an HTTPS transport loads the system's certificates (about 27 ms on a laptop). An MCP
+    host starts this server and waits for ``tools/list`` before anything can reach PiAPI, so that
+    work is moved from the start to the first request, in a worker thread.
+    """
+
+    def __init__(self, factory: Callable[[], httpx2.AsyncBaseTransport]) -> None:
+        self._factory = factory
+        self._transport: httpx2.AsyncBaseTransport | None = None
+        # A thread lock, not an anyio one: requests may come from several event loops in tests.
+        self._lock = threading.Lock()
+
+    def _build(self) -> httpx2.AsyncBaseTransport:
+        with self._lock:
+            if self._transport is None:
+                self._transport = self._factory()
+            return self._transport
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` through the real transport, building it first if this is the first request."""
+        transport = self._transport
+        if transport is None:
+            import anyio.to_thread
+
+            transport = await anyio.to_thread.run_sync(self._build)
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the real transport, if it was ever built."""
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def default_http_client(max_connections: int = 200, max_keepalive: int = 50) -> httpx2.AsyncClient:
+    """The HTTP client the command line injects: HTTPS to PiAPI, its transport built on first use."""
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+    return httpx2.AsyncClient(transport=DeferredTransport(lambda: httpx2.AsyncHTTPTransport(limits=limits)))
 
 
 @dataclass(frozen=True)
