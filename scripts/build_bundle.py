@@ -24,6 +24,7 @@ import httpx2
 from mcp import Client
 
 from piapi_mcp import PiAPIClient, create_server, package_version
+from piapi_mcp.desktop_config import DEFAULT_IMAGE_FOLDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "bundle" / "manifest.json"
@@ -41,15 +42,19 @@ async def server_tools() -> list[dict[str, str]]:
 
 
 def refreshed_manifest() -> dict[str, Any]:
-    """bundle/manifest.json with the package's version and the server's current tool list."""
+    """bundle/manifest.json with the package's version, the server's current tool list and default folders."""
     manifest: dict[str, Any] = json.loads(MANIFEST.read_text(encoding="utf-8"))
     manifest["version"] = package_version()
     manifest["tools"] = anyio.run(server_tools)
+    # The same default folders as ``piapi-mcp config``, in mcpb's ${HOME} form.
+    manifest["user_config"]["allowed_dirs"]["default"] = [
+        f"${{HOME}}/{name}" for name in DEFAULT_IMAGE_FOLDERS
+    ]
     return manifest
 
 
 def write_manifest() -> None:
-    """Rewrite bundle/manifest.json from the running code (version, tools)."""
+    """Rewrite bundle/manifest.json from the running code (version, tools, default folders)."""
     MANIFEST.write_text(
         json.dumps(refreshed_manifest(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

@@ -23,6 +23,7 @@ from mcp.types import TextContent
 
 from piapi_mcp import ManualClock, PiAPISimulator, package_version
 from piapi_mcp.config import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, default_output_dir
+from piapi_mcp.desktop_config import DEFAULT_IMAGE_FOLDERS
 from tests.conftest import API_KEY, make_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +189,9 @@ def test_the_bundle_manifest_follows_the_package_and_maps_every_setting_to_the_s
     assert bundle["compatibility"]["runtimes"]["python"] == project["requires-python"]
     assert settings["api_key"]["type"] == "string" and settings["api_key"]["sensitive"] is True
     assert settings["allowed_dirs"]["type"] == "directory" and settings["allowed_dirs"]["multiple"] is True
-    assert settings["allowed_dirs"]["default"] == ["${HOME}/Pictures", "${HOME}/Desktop", "${HOME}/Downloads"]
+    # The same default folders as `piapi-mcp config` prints.
+    assert settings["allowed_dirs"]["default"] == [f"${{HOME}}/{name}" for name in DEFAULT_IMAGE_FOLDERS]
+    assert DEFAULT_IMAGE_FOLDERS == ("Pictures", "Desktop", "Downloads")
     assert settings["output_dir"]["type"] == "directory"
     assert (
         settings["output_dir"]["default"]
