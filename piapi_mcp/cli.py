@@ -25,7 +25,7 @@ import anyio
 import httpx2
 
 from piapi_mcp._version import package_version
-from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient
+from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient, upload_url_for
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     LOG_LEVEL_ENV,
@@ -428,7 +428,7 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
                     http,
                     api_key=SANDBOX_API_KEY,
                     base_url=base_url,
-                    upload_url=f"{base_url}/api/ephemeral_resource",
+                    upload_url=upload_url_for(base_url),
                     timeout=config.http_timeout,
                 ),
                 True,

@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 from piapi_mcp.catalog import CATALOG, MediaField, SizeFromImage, Status, TaskSpec
-from piapi_mcp.client import PiAPIClient
+from piapi_mcp.client import PiAPIClient, host_of
 from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import (
     AuthenticationError,
@@ -534,8 +534,8 @@ class TaskService:
                 raise
             said = f" ({err.upstream_message})" if err.upstream_message else ""
             raise ImageInputError(
-                f"PiAPI refused the upload{said}: file uploads need PiAPI's Creator plan or higher. Give "
-                "the file as a public http(s) URL instead."
+                f"PiAPI refused the upload to {host_of(self.client.upload_url)}{said}: file uploads need "
+                "PiAPI's Creator plan or higher. Give the file as a public http(s) URL instead."
             ) from err
         logger.info("uploaded %s (%d bytes) for PiAPI", file_name, len(data))
         return url
