@@ -24,7 +24,7 @@ from typing import Final
 import anyio
 
 from piapi_mcp._version import package_version
-from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient, default_http_client
+from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient, default_http_client, upload_url_for
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     LOG_LEVEL_ENV,
@@ -438,7 +438,7 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
                     http,
                     api_key=SANDBOX_API_KEY,
                     base_url=base_url,
-                    upload_url=f"{base_url}/api/ephemeral_resource",
+                    upload_url=upload_url_for(base_url),
                     timeout=config.http_timeout,
                 ),
                 True,

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx2
 
@@ -38,7 +38,23 @@ from piapi_mcp.timing import Clock, SystemClock
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
 DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
+#: PiAPI's upload path; a base URL other than PiAPI's (a proxy, a mirror, the simulator) serves it too.
+UPLOAD_PATH: Final = "/api/ephemeral_resource"
 DEFAULT_HTTP_TIMEOUT: Final = 30.0
+
+
+def upload_url_for(base_url: str) -> str:
+    """Where uploads go when ``PIAPI_UPLOAD_URL`` is unset: PiAPI's upload host for PiAPI's base URL,
+    else the same path on the base URL (users pointing at a proxy or mirror expect uploads there too)."""
+    base = base_url.strip().rstrip("/")
+    return DEFAULT_UPLOAD_URL if base == DEFAULT_BASE_URL else f"{base}{UPLOAD_PATH}"
+
+
+def host_of(url: str) -> str:
+    """The host (and port, when given) a URL points at, as error sentences name it."""
+    return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
 _TASK_PATH: Final = "/api/v1/task"
 _HISTORY_PATH: Final = "/api/open/tasks/histories"
 _ACCOUNT_PATH: Final = "/account/info"
@@ -282,7 +298,15 @@ class PiAPIClient:
             PiAPIError: another subclass saying what went wrong.
         """
         body = {"file_name": file_name, "file_data": base64.b64encode(data).decode("ascii")}
-        envelope = await self._request("POST", self._upload_url, json=body, should_retry=_retry_read)
+        try:
+            envelope = await self._request("POST", self._upload_url, json=body, should_retry=_retry_read)
+        except PiAPIError as err:
+            # The upload host is not always PiAPI's base URL: say which one was tried.
+            host = host_of(self._upload_url)
+            if host not in err.message:
+                err.message = f"The upload to {host} failed: {err.message}"
+                err.args = (err.message,)
+            raise
         data_part = envelope.get("data")
         url = data_part.get("url") if isinstance(data_part, dict) else None
         url = url or envelope.get("url")  # PiAPI's own CLI reads a top-level url
@@ -335,9 +359,13 @@ class PiAPIClient:
                 timeout=self._timeout,
             )
         except _NOT_SENT as err:
+            upload = url == self._upload_url
+            where, setting = (
+                (host_of(url), "PIAPI_UPLOAD_URL") if upload else (self._base_url, "PIAPI_BASE_URL")
+            )
             raise APIConnectionError(
-                f"Could not connect to PiAPI at {self._base_url} ({type(err).__name__}); check the network "
-                "and PIAPI_BASE_URL, then try again.",
+                f"Could not connect to PiAPI at {where} ({type(err).__name__}); check the network "
+                f"and {setting}, then try again.",
                 request_sent=False,
             ) from err
         except httpx2.TimeoutException as err:

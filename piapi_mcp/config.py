@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from piapi_mcp.client import DEFAULT_BASE_URL, DEFAULT_HTTP_TIMEOUT, DEFAULT_UPLOAD_URL
+from piapi_mcp.client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_UPLOAD_URL,
+    UPLOAD_PATH,
+    upload_url_for,
+)
 from piapi_mcp.media import parse_allowed_dirs
 
 #: Default for a call's ``wait_seconds``: below the ~60 s at which hosts cut a tool call.
@@ -54,7 +60,11 @@ SETTINGS: Final[tuple[tuple[str, str], ...]] = (
     ),
     ("PIAPI_STATE_DIR", "where the task ledger and learnt durations are kept (default: a per-user folder)"),
     ("PIAPI_BASE_URL", f"PiAPI's address (default {DEFAULT_BASE_URL})"),
-    ("PIAPI_UPLOAD_URL", f"where local images are uploaded (default {DEFAULT_UPLOAD_URL})"),
+    (
+        "PIAPI_UPLOAD_URL",
+        f"where local images are uploaded (default {DEFAULT_UPLOAD_URL}; PIAPI_BASE_URL's {UPLOAD_PATH} "
+        "when that is set)",
+    ),
     ("PIAPI_HTTP_TIMEOUT", f"seconds per PiAPI request (default {DEFAULT_HTTP_TIMEOUT:g})"),
     (
         "PIAPI_DEDUP_SECONDS",
@@ -156,11 +166,10 @@ class Config:
         flag_token = getattr(args, "auth_token", None)
         token = (flag_token if flag_token is not None else env.get(AUTH_TOKEN_ENV, "")).strip()
 
+        base_url = (getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL).strip()
         return cls(
             api_key=(env.get("PIAPI_API_KEY") or "").strip() or None,
-            base_url=(
-                getattr(args, "base_url", None) or env.get("PIAPI_BASE_URL") or DEFAULT_BASE_URL
-            ).strip(),
+            base_url=base_url,
             wait_seconds=number(
                 "PIAPI_WAIT_SECONDS",
                 getattr(args, "wait_seconds", None),
@@ -180,7 +189,7 @@ class Config:
             allowed_hosts=names(ALLOWED_HOSTS_ENV, getattr(args, "allowed_host", None)),
             allowed_origins=names(ALLOWED_ORIGINS_ENV, getattr(args, "allowed_origin", None)),
             allowed_dirs=tuple(parse_allowed_dirs(env.get("PIAPI_ALLOWED_DIRS", ""))),
-            upload_url=(env.get("PIAPI_UPLOAD_URL") or DEFAULT_UPLOAD_URL).strip(),
+            upload_url=(env.get("PIAPI_UPLOAD_URL") or "").strip() or upload_url_for(base_url),
             output_dir=(
                 Path(env["PIAPI_OUTPUT_DIR"]).expanduser()
                 if env.get("PIAPI_OUTPUT_DIR", "").strip()

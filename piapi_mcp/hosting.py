@@ -39,6 +39,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from piapi_mcp.catalog._spec import MAX_MEDIA_ARGUMENT_CHARS
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     ConfigError,
@@ -61,6 +62,12 @@ HEADER_TIMEOUT_RANGE: Final = (0.1, 300.0)
 #: Open HTTP connections at most; lowered to half the open-file limit at start (see :func:`connection_cap`).
 DEFAULT_MAX_CONNECTIONS: Final = 512
 MAX_CONNECTIONS_RANGE: Final = (1, 65536)
+#: The largest HTTP request body accepted: the longest media argument (a 10 MB file as a base64
+#: ``data:`` URI) plus room for the JSON-RPC envelope and the other arguments.
+MAX_REQUEST_BYTES: Final = MAX_MEDIA_ARGUMENT_CHARS + 1024 * 1024
+#: A body declared larger is still read (and thrown away, nothing kept) up to this many bytes before
+#: the 413 answer, so the client, still sending, reads that answer instead of a connection reset.
+_DRAIN_BYTES: Final = 4 * MAX_REQUEST_BYTES
 #: How long a cancelled :func:`serve_http` waits for its connections and the app's shutdown.
 _SHUTDOWN_GRACE: Final = 5.0
 
@@ -75,6 +82,72 @@ RECOMMENDED_TOKEN_LENGTH: Final = 32
 _UNAUTHORIZED_BODY: Final = json.dumps(
     {"error": "This server requires an 'Authorization: Bearer <token>' header with its PIAPI_MCP_AUTH_TOKEN."}
 ).encode()
+
+
+def _too_large_body() -> bytes:
+    """The 413 answer's body: a JSON-RPC error whose message says the limit and what to do instead."""
+    message = (
+        f"The request is larger than this server's {MAX_REQUEST_BYTES / 1_000_000:.1f} MB limit (a 10 MB "
+        "image as a data: URI fits); give large media as an http(s) URL or a local file path instead."
+    )
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
+
+
+_TOO_LARGE_BODY: Final = _too_large_body()
+
+
+class RequestSizeMiddleware:
+    """Answers an HTTP request over :data:`MAX_REQUEST_BYTES` with ``413`` and a JSON-RPC error sentence.
+
+    A body declared too large is drained (up to :data:`_DRAIN_BYTES`, nothing kept) before the answer,
+    so the client reads the 413 rather than a reset; one streamed without a length is cut off by the
+    SDK's own limit (set to the same size), whose plain-text 413 is rewritten into the same sentence.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse or pass the request on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            await self._drain(receive)
+            await self._answer(send)
+            return
+        rewriting = False
+
+        async def send_rewritten(message: Any) -> None:
+            nonlocal rewriting
+            if message["type"] == "http.response.start" and message.get("status") == 413:
+                rewriting = True
+                await self._answer(send)
+            elif not rewriting:
+                await send(message)
+
+        await self.app(scope, receive, send_rewritten)
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        drained = 0
+        while drained <= _DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    @staticmethod
+    async def _answer(send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_TOO_LARGE_BODY)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": _TOO_LARGE_BODY})
 
 
 class BearerTokenMiddleware:
@@ -241,12 +314,15 @@ def build_http_app(
     running while the app serves (uvicorn does it through the app's lifespan).
     """
     security = transport_security(host, allowed_hosts, allowed_origins)
+    # The SDK's 4 MiB default would refuse a 10 MB image given as a data: URI (PiAPI's upload limit).
+    limit = {"transport_security": security, "max_request_body_size": MAX_REQUEST_BYTES}
     if transport == "sse":
-        app: ASGIApp = server.sse_app(host=host, transport_security=security)
+        app: ASGIApp = server.sse_app(host=host, **limit)
     elif transport == "streamable-http":
-        app = server.streamable_http_app(host=host, transport_security=security)
+        app = server.streamable_http_app(host=host, **limit)
     else:
         raise ValueError(f"not an HTTP transport: {transport!r}")
+    app = RequestSizeMiddleware(app)
     return BearerTokenMiddleware(app, token) if token else app
 
 

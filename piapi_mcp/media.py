@@ -388,6 +388,8 @@ class ResolvedImage:
     #: "url", "file", "data" or "task": what the caller gave.
     source: str
     uploaded: bool
+    #: The picture's (width, height) when its bytes were at hand (a file, a data: URI); else ``None``.
+    size: tuple[int, int] | None = None
 
 
 class ImageResolver:
@@ -420,7 +422,8 @@ class ImageResolver:
         if lowered.startswith("data:"):
             data = _decode_data_uri(text)
             found = check_image_bytes(data, "The data: URI", kind)
-            return ResolvedImage(await self._upload(f"{kind}.{found.extension}", data), "data", True)
+            url = await self._upload(f"{kind}.{found.extension}", data)
+            return ResolvedImage(url, "data", True, picture_size(data, found))
         if lowered.startswith("file://"):
             local = path_from_file_uri(text)
             if local is None:
@@ -439,7 +442,8 @@ class ImageResolver:
         )
         found = check_image_bytes(data, shown(text), kind)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:100] or kind
-        return ResolvedImage(await self._upload(f"{stem}.{found.extension}", data), "file", True)
+        url = await self._upload(f"{stem}.{found.extension}", data)
+        return ResolvedImage(url, "file", True, picture_size(data, found))
 
     async def _from_task(self, text: str, kind: str = "image") -> ResolvedImage:
         match = _TASK_REF.match(text)
@@ -463,6 +467,35 @@ class ImageResolver:
         if chosen.url is None or chosen.kind not in (kind, "file"):
             raise ImageInputError(f"Output #{index} of task {task_id} is {_a(chosen.kind)}, not {_a(kind)}.")
         return ResolvedImage(url=chosen.url, source="task", uploaded=False)
+
+
+#: Pillow's plugin for each image format the upload takes.
+_PIL_FORMATS: Final = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+def picture_size(data: bytes, found: ImageKind) -> tuple[int, int] | None:
+    """An image's (width, height) from its header alone (no pixel is decoded), or ``None``.
+
+    Only the format its content was judged to be is tried, so no other Pillow plugin sees the bytes.
+    """
+    pil_format = _PIL_FORMATS.get(found.extension)
+    if pil_format is None:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=[pil_format]) as opened:
+            width, height = opened.size
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _a(kind: str) -> str:

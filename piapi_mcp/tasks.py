@@ -24,8 +24,8 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from piapi_mcp.catalog import CATALOG, MediaField, Status, TaskSpec
-from piapi_mcp.client import PiAPIClient
+from piapi_mcp.catalog import CATALOG, MediaField, SizeFromImage, Status, TaskSpec
+from piapi_mcp.client import PiAPIClient, host_of
 from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import (
     AuthenticationError,
@@ -155,6 +155,8 @@ class CreateRequest:
     status: Status = "active"
     #: PiAPI's price of one such task in US$ (the spend guard's estimate); ``None`` when not known.
     price_usd: float | None = None
+    #: An output size left out follows the input picture's aspect ratio (filled in once it is resolved).
+    size: SizeFromImage | None = None
 
     @classmethod
     def for_spec(cls, spec: TaskSpec, task_input: dict[str, Any], *, tool: str) -> CreateRequest:
@@ -168,6 +170,7 @@ class CreateRequest:
             spec.media_fields(),
             spec.status,
             spec.price_usd,
+            spec.size_from_image,
         )
 
     @classmethod
@@ -498,6 +501,8 @@ class TaskService:
         """The input with every media field as a URL PiAPI can fetch; refusals are one sentence."""
         resolved = dict(request.input)
         roots: Sequence[Path] | None = None
+        #: The size of the picture an output size follows, when its bytes were read.
+        picture: tuple[int, int] | None = None
         for name in request.media:
             value = resolved.get(name)
             values = value if isinstance(value, list) else [value]
@@ -517,12 +522,14 @@ class TaskService:
                         no_roots=call.no_roots if self.settings.use_client_roots else None,
                     )
                     urls.append(resolved_item.url)
+                    if request.size is not None and name == request.size.image and len(urls) == 1:
+                        picture = resolved_item.size
                 except ImageInputError as err:
                     raise CallFailed(f"{err} Nothing was uploaded and no task was created.") from err
                 except PiAPIError as err:
                     raise CallFailed(f"{err.message} No task was created.") from err
             resolved[name] = urls if isinstance(value, list) else urls[0]
-        return resolved
+        return resolved if request.size is None else request.size.fill(resolved, picture)
 
     async def _upload(self, file_name: str, data: bytes) -> str:
         try:
@@ -532,8 +539,8 @@ class TaskService:
                 raise
             said = f" ({err.upstream_message})" if err.upstream_message else ""
             raise ImageInputError(
-                f"PiAPI refused the upload{said}: file uploads need PiAPI's Creator plan or higher. Give "
-                "the file as a public http(s) URL instead."
+                f"PiAPI refused the upload to {host_of(self.client.upload_url)}{said}: file uploads need "
+                "PiAPI's Creator plan or higher. Give the file as a public http(s) URL instead."
             ) from err
         logger.info("uploaded %s (%d bytes) for PiAPI", file_name, len(data))
         return url

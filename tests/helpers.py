@@ -59,7 +59,12 @@ def tools_table(tools: list[Tool]) -> list[str]:
     for tool in tools:
         required = set(tool.input_schema.get("required", []))
         for name, prop in tool.input_schema["properties"].items():
-            default = "required" if name in required else f"`{json.dumps(prop.get('default'))}`"
+            if name in required:
+                default = "required"
+            elif prop.get("default") is None:
+                default = "optional"  # its description says what happens when it is left out
+            else:
+                default = f"`{json.dumps(prop['default'])}`"
             rows.append(f"| `{tool.name}` | `{name}` | {default} | {prop.get('description', '')} |")
     return rows
 

@@ -67,7 +67,8 @@ async def test_kontext_edit_schema_is_the_kontext_model_plus_its_controls(mcp_cl
         form in schema["properties"]["image"]["description"]
         for form in ("URL", "local file", "data:", "piapi://")
     )
-    assert (schema["properties"]["seed"]["default"], schema["properties"]["height"]["default"]) == (-1, 1024)
+    # The size's default follows the input picture (issue 10): no fixed number in the schema.
+    assert (schema["properties"]["seed"]["default"], schema["properties"]["height"]["default"]) == (-1, None)
     assert "$defs" not in schema
 
 

@@ -10,6 +10,7 @@ is resolved the same way (URL, local file, ``data:`` URI, earlier output) with n
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,64 @@ MAX_MEDIA_ARGUMENT_CHARS = 14_500_000
 MEDIA_FORMS_SHORT = "URL, local file, data: URI or piapi://tasks/{id}"
 VideoInput = Annotated[str, MediaField("video")]
 AudioInput = Annotated[str, MediaField("audio")]
+#: How an output size field says it follows its input picture (see :class:`SizeFromImage`).
+SIZE_FOLLOWS_IMAGE = "default: follows the input picture's aspect ratio, long side 1024"
+
+
+@dataclass(frozen=True)
+class SizeFromImage:
+    """An output size that, when the caller gives none, follows the input picture's aspect ratio.
+
+    The long side is :attr:`long_side`; both sides are rounded to :attr:`multiple`, kept within
+    ``[minimum, maximum]`` and their product within :attr:`max_pixels`. A side the caller gave is
+    kept; the other then follows the aspect from it. When the picture's size cannot be read
+    (a URL is never fetched for this), :attr:`fallback` is sent, or nothing when it is ``None``.
+    """
+
+    #: The media field holding the picture.
+    image: str
+    width: str = "width"
+    height: str = "height"
+    long_side: int = 1024
+    multiple: int = 16
+    minimum: int = 128
+    maximum: int = 2048
+    max_pixels: int = 1_048_576
+    fallback: tuple[int, int] | None = None
+
+    def fill(self, task_input: Mapping[str, Any], picture: tuple[int, int] | None) -> dict[str, Any]:
+        """``task_input`` with the size fields the caller left out filled in (from ``picture``'s size)."""
+        given_w, given_h = task_input.get(self.width), task_input.get(self.height)
+        if given_w is not None and given_h is not None:
+            return dict(task_input)
+        if picture is None or min(picture) <= 0:
+            if self.fallback is None:
+                return dict(task_input)
+            width, height = self.fallback
+            return {**task_input, self.width: given_w or width, self.height: given_h or height}
+        aspect = picture[0] / picture[1]
+        if given_w is not None:
+            width, height = int(given_w), self._side(int(given_w) / aspect)
+        elif given_h is not None:
+            width, height = self._side(int(given_h) * aspect), int(given_h)
+        elif aspect >= 1:
+            width, height = self._side(self.long_side), self._side(self.long_side / aspect)
+        else:
+            width, height = self._side(self.long_side * aspect), self._side(self.long_side)
+        # Clamping a very narrow picture's short side may push the area over the cap: shrink the other.
+        while width * height > self.max_pixels:
+            if (given_w is None and width >= height) or given_h is not None:
+                width -= self.multiple
+            else:
+                height -= self.multiple
+        return {**task_input, self.width: width, self.height: height}
+
+    def _side(self, exact: float) -> int:
+        """One side rounded to the nearest allowed value."""
+        rounded = max(1, round(exact / self.multiple)) * self.multiple
+        low = math.ceil(self.minimum / self.multiple) * self.multiple
+        high = self.maximum // self.multiple * self.multiple
+        return min(max(rounded, low), high)
 
 
 #: A curated tool's routing: from its validated arguments to the spec it runs and that spec's input.
@@ -100,6 +159,8 @@ class TaskSpec:
     #: What can be done next with a completed task's outputs, as ``run_task`` arguments (an image's
     #: upscale, a Kling video's extension, Midjourney's upscale and variations); ``None``: nothing.
     follow_ups: FollowUps | None = None
+    #: An output size that follows the input picture's aspect ratio when not given; ``None``: none.
+    size_from_image: SizeFromImage | None = None
 
     @property
     def key(self) -> tuple[str, str]:

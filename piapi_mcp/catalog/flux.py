@@ -20,7 +20,9 @@ from piapi_mcp.catalog._spec import (
     MAX_MEDIA_ARGUMENT_CHARS,
     MEDIA_FORMS,
     MEDIA_FORMS_SHORT,
+    SIZE_FOLLOWS_IMAGE,
     ImageInput,
+    SizeFromImage,
     TaskSpec,
     ToolInfo,
     upscale_images,
@@ -59,8 +61,12 @@ class KontextInput(BaseModel):
         pattern=r"\S",
         description=f"The picture to edit (PNG, JPEG, WebP; 10 MB at most): {MEDIA_FORMS_SHORT}[#n].",
     )
-    width: int = Field(default=1024, ge=128, le=2048, description="Output width in pixels.")
-    height: int = Field(default=1024, ge=128, le=2048, description="Output height in pixels.")
+    width: int | None = Field(
+        default=None, ge=128, le=2048, description=f"Output width in pixels; {SIZE_FOLLOWS_IMAGE}."
+    )
+    height: int | None = Field(
+        default=None, ge=128, le=2048, description=f"Output height in pixels; {SIZE_FOLLOWS_IMAGE}."
+    )
     steps: Steps = 28
     seed: int = Field(default=-1, ge=-1, le=2**31 - 1, description="Random seed; -1 picks one.")
 
@@ -91,6 +97,8 @@ KONTEXT = TaskSpec(
     # The same example's usage: consume 200,000 units (piapi-api.md §2.2).
     price_usd=0.02,
     follow_ups=upscale_images,
+    # PiAPI's height defaults to 1024 and its width is undocumented: 1024 x 1024 when the size is unknown.
+    size_from_image=SizeFromImage(image="image", fallback=(1024, 1024)),
 )
 
 # --- Flux dev: text-to-image, image-to-image ------------------------------------------------------
