@@ -184,7 +184,9 @@ class TaskLedger:
     """Durable record of created tasks; ``path=None`` keeps it in memory (one process only).
 
     The constructor raises when the file cannot be used; :meth:`open` never does (it moves a corrupt
-    file aside, or falls back to memory) and says what it did in :attr:`notice`.
+    file aside, or falls back to memory) and says what it did in :attr:`notice`. Its operations are
+    coroutines, for one event loop; ``on_batch`` is called in the writer thread before each batch,
+    with the batch's size (tests use it to hold the writer, or to count its transactions).
     """
 
     def __init__(
@@ -304,11 +306,11 @@ class TaskLedger:
 
     def _apply(self, batch: list[_Job[Any]]) -> None:
         """Run a batch in one transaction (writer thread); each job ends done, with a value or an error."""
-        if self._on_batch is not None:
-            self._on_batch(len(batch))
         with self._db_lock:
             db = self._db
             try:
+                if self._on_batch is not None:
+                    self._on_batch(len(batch))
                 # A read-only batch takes no write lock (other processes keep writing meanwhile).
                 db.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
                 try:
