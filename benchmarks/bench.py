@@ -15,6 +15,9 @@ What it measures:
    time at which the client had the completed result minus the task's ``ended_at``.
 3. Load: N concurrent ``kontext_edit`` calls over Streamable HTTP, in a cold burst (new server)
    and then a warm one (same server), with the server's peak RSS.
+4. Create burst (``--only burst``): rounds of 100 concurrent ``kontext_edit`` calls
+   (``wait_seconds=0``) over one stdio session on a file ledger; per round, the time between the
+   first and the last ``POST /api/v1/task`` reaching the simulator (timed on the simulator's side).
 
 The simulator runs in its own process (this script started again with ``--simulator-child``),
 so it shares neither an event loop nor a GIL with the MCP server or the clients. It adds one
@@ -67,6 +70,9 @@ POLL_TARGET_DURATION: Final = 30.0
 LAG_FLOOR: Final = 0.5
 LAG_FRACTION: Final = 0.05
 LOAD_SLACK: Final = 1.0
+#: The last of a burst's creates reaches PiAPI at most this long after the first (issue 11).
+CREATE_SPREAD_TARGET: Final = 0.2
+CREATE_BURST_CALLS: Final = 100
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class Profile:
 
 FULL: Final = Profile("full", 10, (7.0, 30.0), 3, 50, 5, 5.0)
 #: Which sections run, and settings added to every server's environment (set from the command line).
-SECTIONS: set[str] = {"cold", "polls", "load"}
+SECTIONS: set[str] = {"cold", "polls", "load", "burst"}
 SERVER_EXTRA_ENV: dict[str, str] = {}
 QUICK: Final = Profile("quick", 3, (2.0, 4.0), 3, 10, 2, 2.0)
 
@@ -154,6 +160,19 @@ class Load:
 
 
 @dataclass
+class CreateBursts:
+    calls: int
+    #: Per round: last minus first create's arrival at the simulator (s).
+    spreads: list[float]
+    #: Per round: from the first call sent to the last task id received by the client (s).
+    client_seconds: list[float]
+    spread_median: float
+    spread_max: float
+    errors: list[str]
+    met: bool
+
+
+@dataclass
 class Report:
     profile: str
     cpus: int | None
@@ -163,6 +182,7 @@ class Report:
     polls: list[PollCall] = field(default_factory=list)
     load: Load | None = None
     failures: list[str] = field(default_factory=list)
+    creates: CreateBursts | None = None
 
 
 # --- child processes -------------------------------------------------------------------------------
@@ -211,6 +231,7 @@ async def _simulator_main(port: int) -> None:
         return JSONResponse({"requests": simulator.requests})
 
     simulator.app.router.routes.append(Route("/_bench/requests", requests_seen, methods=["GET"]))
+    _time_creates(simulator)
     parent = os.getppid()
     async with serve_app_on_loopback(simulator.app, port):
         while os.getppid() == parent:  # exit with the benchmark, whatever happens to it
@@ -547,6 +568,93 @@ async def load_runs(
     return Load(bursts=bursts, rss_idle_kib=idle, rss_peak_kib=peak)
 
 
+# --- 4. create burst -------------------------------------------------------------------------------
+
+
+def _time_creates(simulator: Any) -> None:
+    """Note when each create reaches the simulator (its own clock); served at ``GET /_bench/creates``."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    arrivals: list[float] = []
+
+    async def arrived(task: object) -> None:
+        arrivals.append(time.perf_counter())
+
+    async def creates_seen(request: Request) -> JSONResponse:
+        return JSONResponse({"arrivals": arrivals})
+
+    simulator.controls.create_gate = arrived
+    simulator.app.router.routes.append(Route("/_bench/creates", creates_seen, methods=["GET"]))
+
+
+async def create_arrivals(http: httpx2.AsyncClient) -> list[float]:
+    """When every create so far reached the simulator (simulator's perf_counter)."""
+    response = await http.get("/_bench/creates")
+    response.raise_for_status()
+    return [float(value) for value in response.json()["arrivals"]]
+
+
+async def create_bursts(
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, errlog: TextIO
+) -> CreateBursts:
+    """Rounds of 100 concurrent creates over one stdio session; the spread of their arrivals per round."""
+    rounds = 3 if profile is QUICK else 5
+    spreads: list[float] = []
+    client_seconds: list[float] = []
+    errors: set[str] = set()
+    with anyio.fail_after(START_TIMEOUT + rounds * (WAIT_SECONDS + 15)):
+        async with Client(stdio_client(stdio_params(simulator_url), errlog=errlog)) as client:
+            await client.call_tool("kontext_edit", {**edit_arguments("burst warm-up"), "wait_seconds": 0})
+            for round_ in range(rounds):
+                before = len(await create_arrivals(http))
+
+                async def one(n: int, round_: int = round_) -> None:
+                    arguments = {**edit_arguments(f"burst {round_ + 1} #{n + 1}"), "wait_seconds": 0}
+                    result = await client.call_tool("kontext_edit", arguments)
+                    if result.is_error:
+                        text = " ".join(getattr(block, "text", "") for block in result.content)
+                        errors.add(text[:200])
+
+                start = time.perf_counter()
+                async with anyio.create_task_group() as group:
+                    for n in range(CREATE_BURST_CALLS):
+                        group.start_soon(one, n)
+                client_seconds.append(round(time.perf_counter() - start, 3))
+                arrivals = (await create_arrivals(http))[before:]
+                if len(arrivals) != CREATE_BURST_CALLS:
+                    errors.add(f"round {round_ + 1}: {len(arrivals)} creates reached the simulator")
+                if arrivals:
+                    spreads.append(round(max(arrivals) - min(arrivals), 4))
+    median = round(statistics.median(spreads), 4) if spreads else float("nan")
+    most = max(spreads) if spreads else float("nan")
+    return CreateBursts(
+        calls=CREATE_BURST_CALLS,
+        spreads=spreads,
+        client_seconds=client_seconds,
+        spread_median=median,
+        spread_max=most,
+        errors=sorted(errors)[:5],
+        met=not errors and bool(spreads) and median <= CREATE_SPREAD_TARGET,
+    )
+
+
+def print_create_bursts(bursts: CreateBursts, verdicts: list[tuple[str, bool]]) -> None:
+    """Section 4 of the table."""
+    print(
+        f"\n4. Create burst: {bursts.calls} concurrent kontext_edit (wait_seconds=0), one stdio session, "
+        "file ledger"
+    )
+    print(f"   first-to-last create at the simulator, per round (s): {bursts.spreads}")
+    print(f"   median {bursts.spread_median:.3f} s   max {bursts.spread_max:.3f} s")
+    print(f"   all {bursts.calls} task ids at the client, per round (s): {bursts.client_seconds}")
+    for error in bursts.errors:
+        print(f"     error: {error}")
+    name = f"last of {bursts.calls} creates <= {CREATE_SPREAD_TARGET:g} s after the first (median)"
+    verdicts.append((name, bursts.met))
+
+
 # --- running and printing --------------------------------------------------------------------------
 
 
@@ -572,6 +680,9 @@ async def run(profile: Profile, log_dir: Path, report: Report) -> None:
                 if "load" in SECTIONS:
                     _progress(f"load, {profile.load_calls} concurrent calls x 2 bursts")
                     report.load = await load_runs(profile, simulator_url, http, children)
+                if "burst" in SECTIONS:
+                    _progress(f"create burst, {CREATE_BURST_CALLS} concurrent creates over stdio")
+                    report.creates = await create_bursts(profile, simulator_url, http, errlog)
     finally:
         children.stop_all()
 
@@ -663,6 +774,8 @@ def print_report(report: Report) -> None:
         rss = f"{load.rss_peak_kib / 1024:.1f} MiB" if load.rss_peak_kib else "n/a"
         idle = f"{load.rss_idle_kib / 1024:.1f} MiB" if load.rss_idle_kib else "n/a"
         print(f"   server RSS: idle {idle}, peak (VmHWM) {rss}; session set-up not timed in wall s")
+    if report.creates is not None:
+        print_create_bursts(report.creates, verdicts)
     print("\nTargets:")
     for name, met in verdicts:
         print(f"   {_ok(met):>6}  {name}")

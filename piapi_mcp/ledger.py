@@ -1,10 +1,15 @@
 """The task ledger: every task this server creates, recorded durably before the create is sent.
 
 SQLite under ``PIAPI_STATE_DIR`` (``tasks.sqlite3``), in WAL mode with a busy time-out so that
-several server processes can share one ledger. Each operation opens its own short connection:
-the ledger is written a few times per task, far from any hot path, and a connection per call
-keeps it safe across threads and processes. Inputs are stored as sent to PiAPI; they hold no
+several server processes can share one ledger. Inputs are stored as sent to PiAPI; they hold no
 secrets (the API key travels in a header and is never stored).
+
+The interface is asynchronous (the seam for another backend). Each ledger keeps one connection,
+used by one worker thread at a time, never on the event loop. Operations queue, and the writer
+runs all those waiting in one ``BEGIN IMMEDIATE`` transaction (group commit: one fsync for a
+burst of creates), each under its own savepoint so that one failing does not undo the others.
+An operation returns only once its transaction is committed with ``synchronous=FULL``: a create's
+intent row is on disk before the create is sent, and its task id before the caller is told it.
 
 A create is recorded in three steps. :meth:`TaskLedger.claim` writes an *intent* row (status
 ``creating``, a placeholder id) in one ``BEGIN IMMEDIATE`` transaction that first looks for the
@@ -25,13 +30,15 @@ import sqlite3
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
+import anyio
+import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from piapi_mcp.models import CANCELLED, FAILED, TERMINAL_STATUSES, Task, usd_of_units
@@ -61,6 +68,8 @@ CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (created_at);
 #: Columns added after the first release; an older ledger gets them on open.
 _ADDED_COLUMNS: Final = (("note", "TEXT"), ("claim_owner", "TEXT"), ("estimated_usd", "REAL"))
 _BUSY_TIMEOUT_SECONDS: Final = 10.0
+#: The most operations one transaction of the writer takes (so other processes get the file in turn).
+BATCH_MAX: Final = 128
 FILE_NAME: Final = "tasks.sqlite3"
 
 #: Placeholder ids of intent rows: creates whose PiAPI id is not (yet) known.
@@ -88,6 +97,10 @@ NOTE_GONE: Final = "PiAPI no longer knows this task (it answered 404); it may ha
 _LIVE_CLAIMS: set[str] = set()
 _LIVE_LOCK = threading.Lock()
 _HOST: Final = socket.gethostname()
+
+T = TypeVar("T")
+#: One ledger operation, run by the writer thread inside the batch's transaction.
+Work = Callable[[sqlite3.Connection], T]
 
 
 class LedgerEntry(BaseModel):
@@ -144,6 +157,23 @@ class ClaimOutcome:
     over_budget_spent: float | None = None
 
 
+@dataclass(eq=False)
+class _Job(Generic[T]):
+    """One queued operation and, once its batch is committed (or failed), what came of it."""
+
+    work: Work[T]
+    writes: bool
+    value: T | None = None
+    error: Exception | None = None
+    done: bool = field(default=False)
+
+    def outcome(self) -> T:
+        """The operation's value, or its error raised."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # None only when T admits it
+
+
 def request_fingerprint(model: str, task_type: str, task_input: dict[str, Any]) -> str:
     """A stable hash of what a create would send: the same edit asked twice has the same one."""
     canonical = json.dumps([model, task_type, task_input], sort_keys=True, separators=(",", ":"))
@@ -154,30 +184,54 @@ class TaskLedger:
     """Durable record of created tasks; ``path=None`` keeps it in memory (one process only).
 
     The constructor raises when the file cannot be used; :meth:`open` never does (it moves a corrupt
-    file aside, or falls back to memory) and says what it did in :attr:`notice`.
+    file aside, or falls back to memory) and says what it did in :attr:`notice`. Its operations are
+    coroutines, for one event loop; ``on_batch`` is called in the writer thread before each batch,
+    with the batch's size (tests use it to hold the writer, or to count its transactions).
     """
 
-    def __init__(self, path: Path | None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        clock: Clock | None = None,
+        *,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._path = path
         self._clock: Clock = clock or SystemClock()
-        self._memory: sqlite3.Connection | None = None
-        self._memory_lock = threading.RLock()
+        #: Called in the writer thread before each batch, with its size (a seam for tests).
+        self._on_batch = on_batch
         #: A sentence saying the ledger is not the usual file (moved aside, or kept in memory).
         self.notice: str | None = None
+        #: Operations waiting for the writer, oldest first.
+        self._queue: list[_Job[Any]] = []
+        # One batch at a time (the lock), in one thread of its own (the limiter): a burst never
+        # waits behind other thread work, and the connection has one user at a time.
+        self._turn = anyio.Lock()
+        self._thread = anyio.CapacityLimiter(1)
+        self._db_lock = threading.Lock()
         if path is None:
-            self._memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            self._memory.executescript(_SCHEMA)
-            _add_columns(self._memory)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                # A truncated file can open and still fail later; find out now, not mid-create.
-                (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
-                if check != "ok":
-                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-                db.executescript(_SCHEMA)
-                _add_columns(db)
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            _add_columns(self._db)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # Every commit reaches the disk before the caller hears of it (WAL's default is looser).
+            db.execute("PRAGMA synchronous=FULL")
+            # A truncated file can open and still fail later; find out now, not mid-create.
+            (check,) = db.execute("PRAGMA quick_check(1)").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            db.executescript(_SCHEMA)
+            _add_columns(db)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
 
     @classmethod
     def open(cls, path: Path, clock: Clock | None = None) -> TaskLedger:
@@ -226,35 +280,64 @@ class TaskLedger:
     def _now(self) -> float:
         return self._clock.now().timestamp()
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if self._memory is not None:
-            # One connection shared by worker threads: one user at a time, transactions included.
-            with self._memory_lock:
-                yield self._memory
-            return
-        assert self._path is not None
-        db = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+    @property
+    def queued(self) -> int:
+        """How many operations are waiting for the writer right now."""
+        return len(self._queue)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (``BEGIN IMMEDIATE``): readers see all of it or none."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
+    def close(self) -> None:
+        """Close the connection; the ledger is not used afterwards."""
+        with self._db_lock:
+            self._db.close()
+
+    async def _run(self, work: Work[T], *, writes: bool = True) -> T:
+        """Run ``work`` in the writer's next batch; returns once that batch is committed."""
+        job: _Job[T] = _Job(work, writes)
+        self._queue.append(job)
+        try:
+            async with self._turn:
+                while not job.done:
+                    batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                    await anyio.to_thread.run_sync(self._apply, batch, limiter=self._thread)
+        finally:
+            if not job.done and job in self._queue:
+                self._queue.remove(job)  # cancelled before its turn: never run
+        return job.outcome()
+
+    def _apply(self, batch: list[_Job[Any]]) -> None:
+        """Run a batch in one transaction (writer thread); each job ends done, with a value or an error."""
+        with self._db_lock:
+            db = self._db
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                if self._on_batch is not None:
+                    self._on_batch(len(batch))
+                # A read-only batch takes no write lock (other processes keep writing meanwhile).
+                db.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
+                try:
+                    for job in batch:
+                        db.execute("SAVEPOINT job")
+                        try:
+                            job.value = job.work(db)
+                        except Exception as err:
+                            db.execute("ROLLBACK TO job")
+                            job.error = err
+                        db.execute("RELEASE job")
+                    db.execute("COMMIT")
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            except Exception as err:
+                # Nothing of the batch was kept: every job reports the failure.
+                for job in batch:
+                    job.error = job.error or err
+            finally:
+                for job in batch:
+                    job.done = True
 
     # --- creates -------------------------------------------------------------------------------
 
-    def claim(
+    async def claim(
         self,
         fingerprint: str,
         *,
@@ -276,9 +359,12 @@ class TaskLedger:
         With ``budget_usd``, a new create (not a reuse) is refused (``over_budget_spent``) when what
         the last 24 h cost (:meth:`spent_usd`) plus ``estimated_usd`` is over it, or already reaches it;
         checked in the claim's own transaction, so processes sharing the ledger cannot both slip under.
+        The intent row is committed (on disk) when this returns.
         """
         now = self._now()
-        with self._transaction() as db:
+        stored_input = json.dumps(task_input, sort_keys=True)
+
+        def work(db: sqlite3.Connection) -> ClaimOutcome:
             if within_seconds > 0:
                 self._settle(db, fingerprint)
                 row = db.execute(
@@ -296,8 +382,6 @@ class TaskLedger:
                 if spent + (estimated_usd or 0.0) > budget_usd + _USD_EPSILON or spent >= budget_usd:
                     return ClaimOutcome(None, None, over_budget_spent=spent)
             claim = Claim(f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}", uuid.uuid4().hex)
-            with _LIVE_LOCK:
-                _LIVE_CLAIMS.add(claim.token)
             db.execute(
                 "INSERT INTO tasks (task_id, tool, model, task_type, input_json, input_hash, created_at,"
                 " updated_at, status, claim_owner, estimated_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -306,7 +390,7 @@ class TaskLedger:
                     tool,
                     model,
                     task_type,
-                    json.dumps(task_input, sort_keys=True),
+                    stored_input,
                     fingerprint,
                     now,
                     now,
@@ -315,79 +399,95 @@ class TaskLedger:
                     estimated_usd,
                 ),
             )
-        return ClaimOutcome(claim, None)
+            with _LIVE_LOCK:
+                _LIVE_CLAIMS.add(claim.token)
+            return ClaimOutcome(claim, None)
 
-    def set_claim_input(self, claim: Claim, task_input: dict[str, Any]) -> None:
+        return await self._run(work)
+
+    async def set_claim_input(self, claim: Claim, task_input: dict[str, Any]) -> None:
         """Store the input as it will be sent (e.g. with an uploaded image's URL), before sending it."""
-        with self._connect() as db:
-            db.execute(
-                "UPDATE tasks SET input_json = ?, updated_at = ? WHERE task_id = ?",
-                (json.dumps(task_input, sort_keys=True), self._now(), claim.placeholder),
-            )
+        params = (json.dumps(task_input, sort_keys=True), self._now(), claim.placeholder)
+        await self._run(
+            lambda db: db.execute("UPDATE tasks SET input_json = ?, updated_at = ? WHERE task_id = ?", params)
+        )
 
-    def resolve_claim(self, claim: Claim, task: Task) -> None:
-        """PiAPI answered with ``task``: the intent row becomes the task's row."""
+    async def resolve_claim(self, claim: Claim, task: Task) -> None:
+        """PiAPI answered with ``task``: the intent row becomes the task's row (committed on return)."""
+        params = (
+            task.task_id,
+            task.model,
+            task.task_type,
+            *_state_columns(task),
+            self._now(),
+            claim.placeholder,
+        )
         try:
-            with self._connect() as db:
-                db.execute(
+            await self._run(
+                lambda db: db.execute(
                     "UPDATE tasks SET task_id = ?, model = COALESCE(?, model),"
                     " task_type = COALESCE(?, task_type), status = ?, images_json = ?, usage_json = ?,"
                     " error_json = ?, note = NULL, claim_owner = NULL, updated_at = ? WHERE task_id = ?",
-                    (
-                        task.task_id,
-                        task.model,
-                        task.task_type,
-                        *_state_columns(task),
-                        self._now(),
-                        claim.placeholder,
-                    ),
+                    params,
                 )
+            )
         finally:
             _forget(claim)
 
-    def release_claim(self, claim: Claim) -> None:
+    async def release_claim(self, claim: Claim) -> None:
         """PiAPI refused the create (nothing was made): forget the intent."""
         try:
-            with self._connect() as db:
-                db.execute("DELETE FROM tasks WHERE task_id = ?", (claim.placeholder,))
+            await self._run(
+                lambda db: db.execute("DELETE FROM tasks WHERE task_id = ?", (claim.placeholder,))
+            )
         finally:
             _forget(claim)
 
-    def mark_unknown(self, claim: Claim, note: str = NOTE_MAY_EXIST) -> None:
+    async def mark_unknown(self, claim: Claim, note: str = NOTE_MAY_EXIST) -> None:
         """The create may have reached PiAPI but its answer did not come back: keep it as ``unknown``."""
+        params = (UNKNOWN, note, self._now(), claim.placeholder)
         try:
-            with self._connect() as db:
-                db.execute(
+            await self._run(
+                lambda db: db.execute(
                     "UPDATE tasks SET status = ?, note = ?, claim_owner = NULL, updated_at = ?"
                     " WHERE task_id = ?",
-                    (UNKNOWN, note, self._now(), claim.placeholder),
+                    params,
                 )
+            )
         finally:
             _forget(claim)
 
-    def recover(self, placeholder: str, task: Task) -> bool:
+    async def recover(self, placeholder: str, task: Task) -> bool:
         """An ``unknown`` intent was found on PiAPI as ``task``: give the row its real id and state."""
-        with self._transaction() as db:
+        params = (task.task_id, *_state_columns(task), self._now(), placeholder, UNKNOWN)
+
+        def work(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task.task_id,)).fetchone():
                 return False
             cursor = db.execute(
                 "UPDATE tasks SET task_id = ?, status = ?, images_json = ?, usage_json = ?, error_json = ?,"
                 " note = NULL, claim_owner = NULL, updated_at = ? WHERE task_id = ? AND status = ?",
-                (task.task_id, *_state_columns(task), self._now(), placeholder, UNKNOWN),
+                params,
             )
             return cursor.rowcount > 0
 
-    def mark_gone(self, task_id: str) -> bool:
+        return await self._run(work)
+
+    async def mark_gone(self, task_id: str) -> bool:
         """PiAPI answered 404 for a task of the ledger: it shows as ``unknown`` and is never reused."""
-        with self._connect() as db:
-            cursor = db.execute(
-                "UPDATE tasks SET status = ?, note = ?, updated_at = ? WHERE task_id = ? AND status NOT IN"
-                " ('completed', 'failed', 'cancelled')",
-                (UNKNOWN, NOTE_GONE, self._now(), task_id),
+        params = (UNKNOWN, NOTE_GONE, self._now(), task_id)
+        changed = await self._run(
+            lambda db: (
+                db.execute(
+                    "UPDATE tasks SET status = ?, note = ?, updated_at = ? WHERE task_id = ?"
+                    " AND status NOT IN ('completed', 'failed', 'cancelled')",
+                    params,
+                ).rowcount
             )
-            return cursor.rowcount > 0
+        )
+        return changed > 0
 
-    def record_created(
+    async def record_created(
         self,
         task: Task,
         *,
@@ -398,58 +498,64 @@ class TaskLedger:
     ) -> None:
         """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing."""
         now = self._now()
-        with self._connect() as db:
-            db.execute(
+        params = (
+            task.task_id,
+            tool,
+            task.model,
+            task.task_type,
+            json.dumps(task_input, sort_keys=True),
+            fingerprint,
+            now,
+            now,
+            *_state_columns(task),
+            estimated_usd,
+        )
+        await self._run(
+            lambda db: db.execute(
                 "INSERT OR IGNORE INTO tasks (task_id, tool, model, task_type, input_json, input_hash,"
                 " created_at, updated_at, status, images_json, usage_json, error_json, estimated_usd)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task.task_id,
-                    tool,
-                    task.model,
-                    task.task_type,
-                    json.dumps(task_input, sort_keys=True),
-                    fingerprint,
-                    now,
-                    now,
-                    *_state_columns(task),
-                    estimated_usd,
-                ),
+                params,
             )
+        )
 
-    def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
-        """Store the latest state of a task the ledger knows; returns whether it knew it."""
-        with self._connect() as db:
-            cursor = db.execute(
-                "UPDATE tasks SET status = ?, images_json = ?, usage_json = ?, error_json = ?,"
-                " paths_json = COALESCE(?, paths_json), note = NULL, updated_at = ? WHERE task_id = ?",
-                (
-                    *_state_columns(task),
-                    json.dumps(local_paths) if local_paths is not None else None,
-                    self._now(),
-                    task.task_id,
-                ),
+    async def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
+        """Store the latest state of a task the ledger knows; returns whether it knew it.
+
+        Updates of many tasks arriving together share one transaction (see :meth:`_run`).
+        """
+        params = (
+            *_state_columns(task),
+            json.dumps(local_paths) if local_paths is not None else None,
+            self._now(),
+            task.task_id,
+        )
+        changed = await self._run(
+            lambda db: (
+                db.execute(
+                    "UPDATE tasks SET status = ?, images_json = ?, usage_json = ?, error_json = ?,"
+                    " paths_json = COALESCE(?, paths_json), note = NULL, updated_at = ? WHERE task_id = ?",
+                    params,
+                ).rowcount
             )
-            return cursor.rowcount > 0
+        )
+        return changed > 0
 
     # --- reading -------------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> LedgerEntry | None:
+    async def get(self, task_id: str) -> LedgerEntry | None:
         """The entry for ``task_id``, if this server created it."""
-        with self._connect() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        row = await self._run(
+            lambda db: db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone(),
+            writes=False,
+        )
         return _entry(row) if row else None
 
-    def recent(self, *, status: str | None = None, limit: int = 20) -> list[LedgerEntry]:
+    async def recent(self, *, status: str | None = None, limit: int = 20) -> list[LedgerEntry]:
         """Entries newest first, optionally only those whose last status is ``status``.
 
         A create whose process died while sending it shows as ``unknown`` (it may exist on PiAPI).
         """
-        with self._connect() as db:
-            in_flight = db.execute("SELECT 1 FROM tasks WHERE status = ? LIMIT 1", (CREATING,)).fetchone()
-        if in_flight:
-            with self._transaction() as db:
-                self._settle(db, None)
         query = f"SELECT {_COLUMNS} FROM tasks"
         params: list[Any] = []
         if status:
@@ -457,25 +563,43 @@ class TaskLedger:
             params.append(status.lower())
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         params.append(limit)
-        with self._connect() as db:
-            rows = db.execute(query, params).fetchall()
-        return [_entry(row) for row in rows]
 
-    def find_recent_request(self, fingerprint: str, *, within_seconds: float) -> LedgerEntry | None:
+        def work(db: sqlite3.Connection) -> list[Any]:
+            self._settle(db, None)
+            return db.execute(query, params).fetchall()
+
+        return [_entry(row) for row in await self._run(work)]
+
+    async def find_recent_request(self, fingerprint: str, *, within_seconds: float) -> LedgerEntry | None:
         """The newest task created from the same request in the last ``within_seconds``, not failed."""
-        since = self._now() - within_seconds
-        with self._connect() as db:
-            row = db.execute(
+        params = (fingerprint, self._now() - within_seconds)
+        row = await self._run(
+            lambda db: db.execute(
                 f"SELECT {_COLUMNS} FROM tasks WHERE input_hash = ? AND created_at >= ?"
                 " AND status NOT IN ('failed', 'cancelled') ORDER BY created_at DESC LIMIT 1",
-                (fingerprint, since),
-            ).fetchone()
+                params,
+            ).fetchone(),
+            writes=False,
+        )
         return _entry(row) if row else None
 
-    def spent_usd(self) -> float:
+    async def spent_usd(self) -> float:
         """What this ledger's tasks of the last 24 h cost, in US$ (see :func:`_row_cost`)."""
-        with self._connect() as db:
-            return self._spent(db, self._now())
+        now = self._now()
+        return await self._run(lambda db: self._spent(db, now), writes=False)
+
+    async def known_ids(self, task_ids: list[str]) -> set[str]:
+        """Which of ``task_ids`` the ledger already holds."""
+        if not task_ids:
+            return set()
+        marks = ",".join("?" * len(task_ids))
+        rows = await self._run(
+            lambda db: db.execute(
+                f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", task_ids
+            ).fetchall(),
+            writes=False,
+        )
+        return {row[0] for row in rows}
 
     def _spent(self, db: sqlite3.Connection, now: float) -> float:
         rows = db.execute(
@@ -483,15 +607,6 @@ class TaskLedger:
             (now - SPEND_WINDOW_SECONDS,),
         ).fetchall()
         return round(sum(_row_cost(*row) for row in rows), 7)
-
-    def known_ids(self, task_ids: list[str]) -> set[str]:
-        """Which of ``task_ids`` the ledger already holds."""
-        if not task_ids:
-            return set()
-        marks = ",".join("?" * len(task_ids))
-        with self._connect() as db:
-            rows = db.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", task_ids).fetchall()
-        return {row[0] for row in rows}
 
     def _settle(self, db: sqlite3.Connection, fingerprint: str | None) -> None:
         """Turn claims whose process is gone (or whose lease ran out) into ``unknown`` intents."""

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
-import anyio.to_thread
 
 from piapi_mcp.catalog import CATALOG, MediaField, SizeFromImage, Status, TaskSpec
 from piapi_mcp.client import PiAPIClient, host_of
@@ -67,8 +66,6 @@ DOWNLOAD_FLOOR_SECONDS: Final = 10.0
 CLAIM_WAIT_SECONDS: Final = 30.0
 #: How often it looks meanwhile.
 CLAIM_POLL_SECONDS: Final = 0.25
-#: Ledger work runs in worker threads, at most this many at once (SQLite writes one at a time anyway).
-LEDGER_THREADS: Final = 8
 #: PiAPI's task history is searched this far around an unknown create's time (clocks differ)...
 HISTORY_SLACK_SECONDS: Final = 600.0
 #: ...at most once per unknown create in this long...
@@ -278,8 +275,6 @@ class TaskService:
         self.clock = settings.clock
         self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
-        # Ledger calls get their own threads, so a burst of calls never waits behind image work.
-        self._ledger_work = anyio.CapacityLimiter(LEDGER_THREADS)
         #: When each unknown create was last looked for in PiAPI's history (clock.monotonic()).
         self._recovery_tried: dict[str, float] = {}
         self._resolver = ImageResolver(
@@ -421,7 +416,7 @@ class TaskService:
     ) -> Task:
         """Send the create under ``claim``; its intent row becomes the task, is dropped, or stays unknown."""
 
-        async def settle(write: Callable[[Claim], object]) -> None:
+        async def settle(write: Callable[[Claim], Awaitable[object]]) -> None:
             if claim is not None:
                 held = claim
                 with anyio.CancelScope(shield=True):
@@ -557,14 +552,14 @@ class TaskService:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._locks.pop(fingerprint, None)
 
-    async def _ledger_raw(self, call: Callable[[], T], *, key: str | None = None) -> T:
-        """Run a ledger call in a worker thread (SQLite blocks); calls with the same ``key`` run in order."""
+    async def _ledger_raw(self, call: Callable[[], Awaitable[T]], *, key: str | None = None) -> T:
+        """Run a ledger call (the ledger runs it off the event loop); calls with one ``key`` run in order."""
         if key is None:
-            return await anyio.to_thread.run_sync(call, limiter=self._ledger_work)
+            return await call()
         async with self._request_lock(f"ledger:{key}"):
-            return await anyio.to_thread.run_sync(call, limiter=self._ledger_work)
+            return await call()
 
-    async def _ledger(self, call: Callable[[], T], *, key: str | None = None) -> T | None:
+    async def _ledger(self, call: Callable[[], Awaitable[T]], *, key: str | None = None) -> T | None:
         """:meth:`_ledger_raw`, with ledger trouble (disk full, permissions) logged, never failing a call."""
         try:
             return await self._ledger_raw(call, key=key)
@@ -572,7 +567,7 @@ class TaskService:
             logger.warning("could not use the task ledger", exc_info=True)
             return None
 
-    async def _write_ledger(self, write: Callable[[], object], *, key: str | None = None) -> None:
+    async def _write_ledger(self, write: Callable[[], Awaitable[object]], *, key: str | None = None) -> None:
         """Write the ledger off the event loop, in order per ``key`` (a task id); trouble is only logged."""
         await self._ledger(write, key=key)
 

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -252,8 +253,17 @@ def test_claims_of_one_edit_from_many_threads_at_once_grant_exactly_one(state_di
     def race() -> None:
         ledger = TaskLedger(path)
         barrier.wait()
-        outcome = ledger.claim(
-            fingerprint, tool="kontext_edit", model="m", task_type="t", task_input={}, within_seconds=120
+        # Each thread is its own event loop, as each server process would be.
+        outcome = anyio.run(
+            partial(
+                ledger.claim,
+                fingerprint,
+                tool="kontext_edit",
+                model="m",
+                task_type="t",
+                task_input={},
+                within_seconds=120,
+            )
         )
         with lock:
             outcomes.append(outcome)
