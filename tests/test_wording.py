@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -253,3 +256,23 @@ def test_joined_sentences_end_once_whatever_the_upstream_ended_with() -> None:
     assert ended("Done!") == "Done!" and ended("done") == "done."
     assert clause("Bad prompt.") == "Bad prompt" and clause("Wait...") == "Wait..."
     assert number(1024.0) == "1,024" and number(2.25, 2) == "2.25"
+
+
+async def test_the_demo_prints_rounded_seconds_and_clean_sentences(tmp_path: Path) -> None:
+    """``piapi-mcp demo`` (sandbox): its progress lines and result read like the tools' words."""
+    env = {name: os.environ[name] for name in ("PATH", "SYSTEMROOT") if name in os.environ}
+    env |= {
+        "HOME": str(tmp_path / "home"),
+        "PIAPI_STATE_DIR": str(tmp_path / "state"),
+        "PIAPI_OUTPUT_DIR": str(tmp_path / "out"),
+        "PIAPI_SANDBOX_DURATION": "0",
+    }
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "piapi_mcp", "demo"], env=env, cwd=tmp_path, check=False
+        )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    progress = [line for line in out.splitlines() if line.startswith("  [")]
+    assert progress and all(re.match(r"  \[ *\d+(\.\d)? s\] ", line) for line in progress), progress
+    assert _faults(out) == []
