@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from piapi_mcp.errors import shown
 from piapi_mcp.models import TASK_ID_PATTERN
+from piapi_mcp.wording import clause, description
 
 _PATTERN_MEANINGS: Final = {
     r"\S": "must not be blank",
@@ -34,8 +35,8 @@ def describe_invalid_arguments(tool: str, error: ValidationError, *, within: str
     ``within`` names the argument the validated object came in (``run_task``'s ``input``), so
     fields read ``input.prompt``.
     """
-    problems = [_describe_problem(tool, err, within) for err in error.errors()]
-    return f"Invalid arguments for {tool}: {'; '.join(problems)}. Fix and call {tool} again."
+    problems = "; ".join(clause(_describe_problem(tool, err, within)) for err in error.errors())
+    return f"Invalid arguments for {tool}: {problems}. Fix and call {tool} again."
 
 
 def describe_unknown_arguments(tool: str, unknown: Sequence[str], known: Sequence[str]) -> str:
@@ -144,7 +145,8 @@ def lean_schema(schema: Any) -> Any:
     pydantic titles every property and model (its name again, in words) and describes every model
     object with its class docstring. Hosts load every tool's schemas into the model's context, so
     bytes that say nothing to it cost. Property descriptions stay; names (keys of ``properties``
-    and ``$defs``) and data (defaults, enums) are kept as they are.
+    and ``$defs``) and data (defaults, enums) are kept as they are; descriptions lose any docstring
+    indentation and trailing spaces.
     """
     if isinstance(schema, list):
         return [lean_schema(item) for item in schema]
@@ -153,6 +155,9 @@ def lean_schema(schema: Any) -> Any:
     lean: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "title" or (key == "description" and "properties" in schema):
+            continue
+        if key == "description" and isinstance(value, str):
+            lean[key] = description(value)
             continue
         if key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
             lean[key] = {name: lean_schema(sub) for name, sub in value.items()}

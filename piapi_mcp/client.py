@@ -35,6 +35,7 @@ from piapi_mcp.errors import (
 )
 from piapi_mcp.models import AccountInfo, Task, parse_account, parse_task
 from piapi_mcp.timing import Clock, SystemClock
+from piapi_mcp.wording import seconds
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
 DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
@@ -370,7 +371,7 @@ class PiAPIClient:
             ) from err
         except httpx2.TimeoutException as err:
             raise APITimeoutError(
-                f"PiAPI did not answer within {self._timeout.read or 0:g} s; it may be busy. "
+                f"PiAPI did not answer within {seconds(self._timeout.read or 0)}; it may be busy. "
                 "Try again shortly."
             ) from err
         except httpx2.HTTPError as err:

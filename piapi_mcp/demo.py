@@ -18,6 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from piapi_mcp.config import Config
+from piapi_mcp.wording import ended, seconds
 
 _PASSED_ENV = (
     "PIAPI_API_KEY",
@@ -87,7 +88,7 @@ async def run_demo(config: Config, prompt: str, image: str | None, wait_seconds:
     _say(f"piapi-mcp demo: editing {image}\n  prompt: {prompt!r}\n  against: {where}")
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        _say(f"  [{progress:5.1f} s] {message}")
+        _say(f"  [{seconds(progress):>7}] {message}")
 
     params = StdioServerParameters(command=sys.executable, args=args, env=env)
     async with Client(params) as client:
@@ -127,7 +128,7 @@ def _report(result: CallToolResult, sandbox: bool) -> int:
     if image.get("path"):
         _say(f"Saved file: {image['path']}")
     else:
-        _say(f"(Not saved: {image.get('save_error') or 'saving is off (PIAPI_SAVE_OUTPUTS=0)'}.)")
+        _say(f"(Not saved: {ended(image.get('save_error') or 'saving is off (PIAPI_SAVE_OUTPUTS=0)')})")
     _say(NEXT_STEPS)
     return 0
 

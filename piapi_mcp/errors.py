@@ -27,6 +27,8 @@ from urllib.parse import quote, quote_plus
 
 import httpx2
 
+from piapi_mcp.wording import seconds
+
 _MAX_UPSTREAM_TEXT = 300
 
 
@@ -286,7 +288,7 @@ def _status_error(status: int, upstream: str | None, retry_after_header: str | N
         )
     if status == 429:
         retry_after = parse_retry_after(retry_after_header)
-        when = f"after {retry_after:g} s" if retry_after is not None else "in a little while"
+        when = f"after {seconds(retry_after)}" if retry_after is not None else "in a little while"
         return RateLimitError(
             f"PiAPI is rate limiting this account (HTTP 429){said}; try again {when}.",
             status_code=status,

@@ -46,6 +46,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from piapi_mcp import wording
 from piapi_mcp.errors import shown
 from piapi_mcp.models import MEDIA_TYPES, TASK_ID_PATTERN, OutputKind, OutputRef, Task
 from piapi_mcp.timing import Clock
@@ -106,10 +107,10 @@ def sniff_image(data: bytes) -> ImageKind | None:
     return None
 
 
-def _too_large(what: str, size: int) -> ImageInputError:
+def _too_large(what: str, nbytes: int) -> ImageInputError:
     return ImageInputError(
-        f"{what} is {size / (1024 * 1024):.1f} MB, over PiAPI's 10 MB upload limit; use a smaller file "
-        "or give a public http(s) URL."
+        f"{what} is {wording.size(nbytes)}, over PiAPI's {wording.size(MAX_UPLOAD_BYTES)} upload limit; use "
+        "a smaller file or give a public http(s) URL."
     )
 
 
@@ -902,7 +903,7 @@ class OutputSaver:
                 raise ImageInputError("its saved copy is not a regular file")
             if info.st_size > MAX_RESOURCE_BYTES:
                 raise OutputTooLarge(
-                    f"it is larger than {MAX_RESOURCE_BYTES // (1024 * 1024)} MB, too large to serve here; "
+                    f"it is larger than {wording.size(MAX_RESOURCE_BYTES)}, too large to serve here; "
                     f"open its saved copy ({path.name}) instead"
                 )
             return handle.read(MAX_RESOURCE_BYTES + 1)
@@ -1106,7 +1107,7 @@ class OutputSaver:
 
 
 def _too_big(max_bytes: int) -> ImageInputError:
-    return ImageInputError(f"it is larger than {max_bytes // (1024 * 1024)} MB, so it was not downloaded")
+    return ImageInputError(f"it is larger than {wording.size(max_bytes)}, so it was not downloaded")
 
 
 def _publish(temporary: Path, folder: Path, stem: str, extension: str) -> Path:

@@ -37,7 +37,8 @@ from piapi_mcp.models import (
     charged_usd,
     output_reference,
 )
-from piapi_mcp.tasks import Listing, Outcome, ServerSettings, usd
+from piapi_mcp.tasks import Listing, Outcome, ServerSettings
+from piapi_mcp.wording import clause, ended, number, seconds, usd
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -119,7 +120,7 @@ class Renderer:
         )
         text = summary(structured) + cost_and_next(structured)
         if outcome.note:
-            text += f"\n{outcome.note}"
+            text += f"\n{ended(outcome.note)}"
         if structured.simulated:
             text += "\n(Simulated by piapi-mcp's built-in PiAPI sandbox: no credits were used.)"
         content: list[Any] = [TextContent(type="text", text=text)]
@@ -192,7 +193,7 @@ class Renderer:
         """``get_account``'s result: the balance, credits and plan, and this server's spending."""
         parts = [f"balance {usd(info.balance_usd)}" if info.balance_usd is not None else None]
         if info.credits is not None:
-            parts.append(f"{info.credits:,.0f} credits")
+            parts.append(f"{number(info.credits, 0)} credits")
         if info.plan:
             parts.append(f"plan {info.plan}")
         name = f" {info.account}" if info.account else ""
@@ -219,14 +220,14 @@ class Renderer:
         if entries:
             lines = [
                 f"{e.task_id}  {e.status:<10}  {e.created_at:%Y-%m-%d %H:%M:%S} UTC  "
-                f"{shown(e.input.get('prompt', ''), 60)}" + (f"  ({e.note})" if e.note else "")
+                f"{shown(e.input.get('prompt', ''), 60)}" + (f"  ({clause(e.note)})" if e.note else "")
                 for e in entries
             ]
             text = f"{len(entries)} task(s), newest first:\n" + "\n".join(lines)
         else:
             text = "No tasks recorded" + (f" with status {status}." if status else " yet.")
         if listing.notice:
-            text += f"\n{listing.notice}"
+            text += f"\n{ended(listing.notice)}"
         return text, structured.model_dump(mode="json")
 
 
@@ -259,7 +260,7 @@ def summary(result: TaskResult) -> str:
     """The result's first line(s), for the person and the model: each file's URL, each text in full."""
     tid = result.task_id
     if result.status == COMPLETED:
-        took = f" in {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
+        took = f" in {seconds(result.elapsed_seconds)}" if result.elapsed_seconds is not None else ""
         if not result.outputs:
             return f"PiAPI task {tid} completed{took}, but PiAPI returned no output."
         lines = []
@@ -270,18 +271,19 @@ def summary(result: TaskResult) -> str:
                 lines.append(f"Text output {index}:\n{output.text}")
         return f"PiAPI task {tid} completed{took}: {count_outputs(result.outputs)}.\n" + "\n".join(lines)
     if result.status == FAILED:
-        reason = result.error.message if result.error else "no reason given"
+        # PiAPI's message is quoted whole (it may end a sentence itself), after the code.
+        reason = result.error.message if result.error and result.error.message else "no reason given"
         code = f" (code {result.error.code})" if result.error and result.error.code else ""
         return (
-            f"PiAPI task {tid} failed: {reason}{code}. Nothing was produced; try again with a "
-            "different prompt or input."
+            ended(f"PiAPI task {tid} failed{code}: {reason}")
+            + " Nothing was produced; try again with a different prompt or input."
         )
     if result.status == CANCELLED:
         return f"PiAPI task {tid} was cancelled before it ran, so it produced nothing."
     if result.done:
         return f"PiAPI task {tid} ended with status {result.status}."
-    elapsed = f" after {result.elapsed_seconds:.0f} s" if result.elapsed_seconds is not None else ""
-    eta = f" (about {result.eta_seconds:.0f} s left)" if result.eta_seconds is not None else ""
+    elapsed = f" after {seconds(result.elapsed_seconds)}" if result.elapsed_seconds is not None else ""
+    eta = f" (about {seconds(result.eta_seconds)} left)" if result.eta_seconds is not None else ""
     return (
         f"PiAPI task {tid} is still {result.status}{elapsed}{eta}. It is not lost: call get_task "
         f'with task_id "{tid}" and wait_seconds {DEFAULT_WAIT_SECONDS:g} to get the result.'

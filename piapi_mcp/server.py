@@ -52,11 +52,13 @@ from piapi_mcp.ledger import (
 )
 from piapi_mcp.media import local_paths_from_roots, output_mime_type
 from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, AccountInfo, TaskResult
+from piapi_mcp.prompts import add_prompts
 from piapi_mcp.render import Renderer, TaskList
 from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
 )
 from piapi_mcp.tasks import Call, CallFailed, CreateRequest, ServerSettings, TaskNotFound, TaskService
+from piapi_mcp.wording import description, seconds
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -111,7 +113,8 @@ class PiAPIMCPServer(MCPServer[Any]):
     async def list_tools(self) -> list[MCPTool]:
         """The tools with lean schemas: hosts load every byte of them into the model's context.
 
-        Input schemas lose pydantic's titles; output schemas keep their shape only. The task result's
+        Descriptions lose any docstring indentation. Input schemas lose pydantic's titles; output
+        schemas keep their shape only. The task result's
         full shape is published once, on ``get_task``; every other task tool publishes its core
         (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy, and
         ``list_tasks`` the top of its listing (each entry is described by ``piapi://tasks``' JSON).
@@ -127,7 +130,11 @@ class PiAPIMCPServer(MCPServer[Any]):
                 output = output_shape(output, keep=keep)
             published.append(
                 tool.model_copy(
-                    update={"input_schema": lean_schema(tool.input_schema), "output_schema": output}
+                    update={
+                        "description": description(tool.description),
+                        "input_schema": lean_schema(tool.input_schema),
+                        "output_schema": output,
+                    }
                 )
             )
         return published
@@ -405,6 +412,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         with _as_resource_error():
             return await service.output_bytes(task_id, n)
 
+    add_prompts(server)
     return server
 
 
@@ -446,7 +454,7 @@ def _creation_tool(
 
 
 def _force_new_description(settings: ServerSettings) -> str:
-    return f"Skip the {settings.dedup_seconds:g} s duplicate check (create anew)."
+    return f"Skip the {seconds(settings.dedup_seconds)} duplicate check (create anew)."
 
 
 def _catalog_entry(spec: TaskSpec) -> dict[str, Any]:

@@ -55,6 +55,8 @@ from piapi_mcp.media import (
 from piapi_mcp.models import CANCELLED, COMPLETED, TERMINAL_STATUSES, AccountInfo, Task, valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.waiting import HEARTBEAT_SECONDS, DurationEstimator, WaitUpdate, wait_for_task
+from piapi_mcp.wording import clause, ended, seconds, sentences
+from piapi_mcp.wording import usd as usd  # re-exported: how results write money
 
 logger = logging.getLogger("piapi_mcp")
 T = typing.TypeVar("T")
@@ -247,7 +249,7 @@ class Progress:
             if elapsed >= HEARTBEAT_SECONDS - 1e-6:
                 await self.send(
                     f"PiAPI task {self._task_id}: {self.phase}, "
-                    f"{self._clock.monotonic() - self._started:.0f} s elapsed"
+                    f"{seconds(self._clock.monotonic() - self._started)} elapsed"
                 )
 
     async def send(self, message: str, total: float | None = None) -> None:
@@ -335,7 +337,7 @@ class TaskService:
         if existing is not None and existing.may_exist:
             age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
             raise CallFailed(
-                f"The same {request.noun} was sent to PiAPI {age:.0f} s ago and its answer never arrived "
+                f"The same {request.noun} was sent to PiAPI {seconds(age)} ago and its answer never arrived "
                 "(lost, or the server stopped mid-create), so PiAPI may already be running it; check "
                 f"list_tasks and your PiAPI dashboard, and to create it anyway call {request.tool} again "
                 "with force_new=true."
@@ -343,7 +345,7 @@ class TaskService:
         if existing is not None:
             age = max(0.0, (self.clock.now() - existing.created_at).total_seconds())
             note = (
-                f"The same {request.noun} was requested {age:.0f} s ago as task {task.task_id}, so this "
+                f"The same {request.noun} was requested {seconds(age)} ago as task {task.task_id}, so this "
                 "call reuses that task instead of paying for a new one (pass force_new=true to create "
                 "another)."
             )
@@ -438,7 +440,7 @@ class TaskService:
             raise CallFailed(err.message) from err
         except PiAPIError as err:
             await settle(self.ledger.release_claim)
-            raise CallFailed(f"{err.message} No task was created.") from err
+            raise CallFailed(sentences(err.message, "No task was created")) from err
         except BaseException:
             # Cut off (or broken) while the create may be on the wire: PiAPI may have made it.
             await settle(self.ledger.mark_unknown)
@@ -520,9 +522,10 @@ class TaskService:
                     if request.size is not None and name == request.size.image and len(urls) == 1:
                         picture = resolved_item.size
                 except ImageInputError as err:
-                    raise CallFailed(f"{err} Nothing was uploaded and no task was created.") from err
+                    nothing = "Nothing was uploaded and no task was created"
+                    raise CallFailed(sentences(str(err), nothing)) from err
                 except PiAPIError as err:
-                    raise CallFailed(f"{err.message} No task was created.") from err
+                    raise CallFailed(sentences(err.message, "No task was created")) from err
             resolved[name] = urls if isinstance(value, list) else urls[0]
         return resolved if request.size is None else request.size.fill(resolved, picture)
 
@@ -532,7 +535,7 @@ class TaskService:
         except AuthenticationError as err:
             if err.status_code != 403:
                 raise
-            said = f" ({err.upstream_message})" if err.upstream_message else ""
+            said = f" ({clause(err.upstream_message)})" if err.upstream_message else ""
             raise ImageInputError(
                 f"PiAPI refused the upload to {host_of(self.client.upload_url)}{said}: file uploads need "
                 "PiAPI's Creator plan or higher. Give the file as a public http(s) URL instead."
@@ -633,7 +636,7 @@ class TaskService:
                 note = f"Task {task_id} had already finished ({task.status}); nothing was cancelled."
                 return await self._finish(task, elapsed=None, eta=None, note=note)
             await self._write_ledger(lambda: self.ledger.record_seen(task), key=task.task_id)
-            said = f" (PiAPI said: {err.upstream_message})" if err.upstream_message else ""
+            said = f" (PiAPI said: {clause(err.upstream_message)})" if err.upstream_message else ""
             raise CallFailed(
                 f"PiAPI could not cancel task {task_id}{said}; PiAPI only cancels tasks that are still "
                 "pending, and one already processing runs to the end. Check it with get_task."
@@ -674,7 +677,7 @@ class TaskService:
             try:
                 return saver.read_saved(saved)
             except OutputTooLarge as err:
-                raise CallFailed(f"Output {n} of task {task_id}: {err}.") from err
+                raise CallFailed(ended(f"Output {n} of task {task_id}: {err}")) from err
             except ImageInputError:
                 pass  # gone or swapped meanwhile: fetch it again
         task = await self.state(task_id)
@@ -689,7 +692,7 @@ class TaskService:
             # The same guarded path as saving: public addresses only, allowed formats only.
             return await fetcher.download(output.url, self.guard, self.clock, deadline=deadline)
         except ImageInputError as err:
-            raise CallFailed(f"Output {n} of task {task_id}: {err}.") from err
+            raise CallFailed(ended(f"Output {n} of task {task_id}: {err}")) from err
 
     async def account(self) -> AccountInfo:
         """The PiAPI account (balance, credits, plan) and what this server's tasks cost in the last 24 h.
@@ -721,8 +724,8 @@ class TaskService:
         except NotFoundError as err:
             # Never "pending" forever: a task PiAPI no longer knows is unknown, and never reused.
             known = await self._ledger(lambda: self.ledger.mark_gone(task_id), key=task_id)
-            marked = " This server's task list now shows it as unknown." if known else ""
-            raise CallFailed(f"{err.message}{marked}") from err
+            marked = "This server's task list now shows it as unknown." if known else ""
+            raise CallFailed(sentences(err.message, marked)) from err
         except PiAPIError as err:
             raise CallFailed(err.message) from err
         return task
@@ -765,8 +768,8 @@ class TaskService:
         reused: str | None,
     ) -> Outcome:
         await progress.send(
-            f"PiAPI task {task.task_id} is {task.status}; waiting up to {budget:g} s. If this call is cut "
-            f'off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
+            f"PiAPI task {task.task_id} is {task.status}; waiting up to {seconds(budget)}. If this call is "
+            f'cut off, the task keeps running: get it with get_task(task_id="{task.task_id}").'
         )
         if task.done:
             progress.phase = _saving_phase(task)
@@ -798,7 +801,7 @@ class TaskService:
             raise
         except PiAPIError as err:
             raise CallFailed(
-                f"{err.message} (PiAPI task {task.task_id} was created; check it later with get_task.)"
+                sentences(err.message, f"PiAPI task {task.task_id} was created; check it later with get_task")
             ) from err
         except Exception as err:
             logger.exception("unexpected error while waiting for PiAPI task %s", task.task_id)
@@ -808,7 +811,7 @@ class TaskService:
             ) from err
         notes = [reused] if reused else []
         if outcome.last_error is not None and not outcome.task.done:
-            notes.append(f"The last check on it failed: {outcome.last_error.message}")
+            notes.append(ended(f"The last check on it failed: {outcome.last_error.message}"))
         progress.phase = _saving_phase(outcome.task)
         return await self._finish(
             outcome.task,
@@ -851,13 +854,6 @@ class TaskService:
         return await saver.save(task, self.guard, self.clock, deadline=deadline, previews=previews)
 
 
-def usd(amount: float) -> str:
-    """An amount as results write it: ``US$0.02``, ``US$0.0003``, ``US$1,234.50``."""
-    if abs(amount) >= 1 or amount == 0:
-        return f"US${amount:,.2f}"
-    return f"US${amount:.4g}"
-
-
 def _over_budget(request: CreateRequest, spent: float, budget: float | None) -> str:
     """The daily budget's refusal, in one sentence."""
     cost = f"would cost about {usd(request.price_usd)}, and " if request.price_usd else ""
@@ -880,9 +876,9 @@ def _saving_phase(task: Task) -> str:
 
 def _progress_message(update: WaitUpdate) -> str:
     task = update.task
-    text = f"PiAPI task {task.task_id}: {task.status}, {update.elapsed:.0f} s elapsed"
+    text = f"PiAPI task {task.task_id}: {task.status}, {seconds(update.elapsed)} elapsed"
     if not task.done and update.eta is not None:
-        text += f", about {update.eta:.0f} s left" if update.eta >= 1 else ", finishing any moment"
+        text += f", about {seconds(update.eta)} left" if update.eta >= 1 else ", finishing any moment"
     return text
 
 
