@@ -39,6 +39,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from piapi_mcp import wording
 from piapi_mcp.catalog._spec import MAX_MEDIA_ARGUMENT_CHARS
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
@@ -87,7 +88,7 @@ _UNAUTHORIZED_BODY: Final = json.dumps(
 def _too_large_body() -> bytes:
     """The 413 answer's body: a JSON-RPC error whose message says the limit and what to do instead."""
     message = (
-        f"The request is larger than this server's {MAX_REQUEST_BYTES / 1_000_000:.1f} MB limit (a 10 MB "
+        f"The request is larger than this server's {wording.size(MAX_REQUEST_BYTES)} limit (a 10 MB "
         "image as a data: URI fits); give large media as an http(s) URL or a local file path instead."
     )
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
