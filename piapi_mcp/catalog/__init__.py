@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from piapi_mcp.catalog._spec import (
     AudioInput,
+    DurationDriver,
     ImageInput,
     MediaField,
     OutputKind,
@@ -66,6 +67,7 @@ __all__ = [
     "CATALOG",
     "AudioInput",
     "Catalog",
+    "DurationDriver",
     "ImageInput",
     "MediaField",
     "OutputKind",

@@ -126,6 +126,37 @@ class ToolInfo:
 
 
 @dataclass(frozen=True)
+class DurationDriver:
+    """An input that a task's run time grows with, in proportion to its value over ``reference``.
+
+    ``fields`` are multiplied together (``("width", "height")``: output pixels). A text value
+    (``"1080p"``, ``"pro"``) counts as its number in ``values``. A field that is absent, or a value
+    this driver cannot read, counts as the reference: the spec's ``typical_seconds`` is for it.
+    """
+
+    fields: tuple[str, ...]
+    reference: float
+    values: Mapping[str, float] = field(default_factory=dict)
+
+    def factor(self, task_input: Mapping[str, Any]) -> float:
+        """How many times the reference's run time a task of ``task_input`` takes, by this driver."""
+        product = 1.0
+        for name in self.fields:
+            value = task_input.get(name)
+            if isinstance(value, str):
+                value = self.values.get(value)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                return 1.0
+            product *= float(value)
+        return product / self.reference
+
+
+#: A duration factor is kept within these bounds, whatever odd input a task echoes back.
+MIN_DURATION_FACTOR = 0.02
+MAX_DURATION_FACTOR = 50.0
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One PiAPI (model, task_type) pair, described once."""
 
@@ -161,6 +192,18 @@ class TaskSpec:
     follow_ups: FollowUps | None = None
     #: An output size that follows the input picture's aspect ratio when not given; ``None``: none.
     size_from_image: SizeFromImage | None = None
+    #: The inputs its run time grows with (steps, output pixels, video length...), scaled from
+    #: ``typical_seconds``: what is learned about an entry is normalised by them, not keyed per value.
+    duration_drivers: tuple[DurationDriver, ...] = ()
+    #: The ``output`` field where PiAPI reports a running task's progress (0-100), if the family does.
+    progress_field: str | None = None
+
+    def duration_factor(self, task_input: Mapping[str, Any] | None) -> float:
+        """How many times its typical run time a task of ``task_input`` takes (1 when nothing drives it)."""
+        factor = 1.0
+        for driver in self.duration_drivers:
+            factor *= driver.factor(task_input or {})
+        return min(MAX_DURATION_FACTOR, max(MIN_DURATION_FACTOR, factor))
 
     @property
     def key(self) -> tuple[str, str]:

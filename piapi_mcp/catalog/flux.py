@@ -21,6 +21,7 @@ from piapi_mcp.catalog._spec import (
     MEDIA_FORMS,
     MEDIA_FORMS_SHORT,
     SIZE_FOLLOWS_IMAGE,
+    DurationDriver,
     ImageInput,
     SizeFromImage,
     TaskSpec,
@@ -71,6 +72,15 @@ class KontextInput(BaseModel):
     seed: int = Field(default=-1, ge=-1, le=2**31 - 1, description="Random seed; -1 picks one.")
 
 
+#: Flux's diffusion time grows with the steps and the pixels made; typical durations are for 28 steps
+#: (PiAPI's dev default) at 1024 x 1024. A task that sends no ``steps`` counts as the default.
+FLUX_DURATION_DRIVERS: Final = (
+    DurationDriver(("steps",), 28),
+    DurationDriver(("width", "height"), 1024 * 1024),
+)
+#: Schnell's fixed few steps: only the pixels drive it.
+FLUX_PIXELS_DRIVER: Final = (DurationDriver(("width", "height"), 1024 * 1024),)
+
 KONTEXT = TaskSpec(
     model=KONTEXT_MODEL,
     task_type=KONTEXT_TASK_TYPE,
@@ -79,6 +89,7 @@ KONTEXT = TaskSpec(
     output="image",
     # PiAPI's documented Kontext example ran 32.7 s from creation to end.
     typical_seconds=32.7,
+    duration_drivers=FLUX_DURATION_DRIVERS,
     example={"prompt": "make the sky purple", "image": "https://example.com/photo.png"},
     noun="edit",
     tool=ToolInfo(
@@ -227,6 +238,7 @@ FLUX_TXT2IMG = TaskSpec(
     output="image",
     typical_seconds=30.0,
     example={"prompt": "a lighthouse at dawn, watercolour", "width": 1024, "height": 768},
+    duration_drivers=FLUX_DURATION_DRIVERS,
     noun="image",
     tool=ToolInfo(
         name="flux_generate",
@@ -284,6 +296,7 @@ FLUX_SCHNELL_TXT2IMG = TaskSpec(
     # No documented run time; schnell is Flux's few-step model, several times faster than dev.
     typical_seconds=10.0,
     example={"prompt": "a paper crane on a desk, soft light", "width": 1024, "height": 1024, "batch_size": 2},
+    duration_drivers=FLUX_PIXELS_DRIVER,
     noun="image",
     output_example=FLUX_OUTPUT,
     # piapi-api.md §5.3: about $0.002 per image (a schnell example consumed 20,000 units), times batch_size.
@@ -312,6 +325,7 @@ FLUX_ADVANCED_TXT2IMG = TaskSpec(
     # No documented run time; Kontext, on the same model, ran 32.7 s.
     typical_seconds=30.0,
     example={"prompt": "a red fox in fresh snow, photograph", "width": 1024, "height": 768},
+    duration_drivers=FLUX_DURATION_DRIVERS,
     noun="image",
     output_example=FLUX_OUTPUT,
 )

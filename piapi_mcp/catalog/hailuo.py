@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskSpec
 from piapi_mcp.models import OutputRef, url_output, walk_outputs
 
 
@@ -71,6 +71,10 @@ HAILUO_VIDEO = TaskSpec(
     # Not documented for Hailuo; video tasks take minutes (Kling 3.0 about 2 min in the notes).
     typical_seconds=180.0,
     example={"prompt": "A paper boat drifts down a rainy street, slow camera pan", "duration": 6},
+    # Run time grows with the video's length and height (the typical one: 6 s at 768 lines).
+    duration_drivers=(DurationDriver(("duration",), 6), DurationDriver(("resolution",), 768)),
+    # PiAPI reports a running Hailuo task's progress in ``output.percent``.
+    progress_field="percent",
     noun="video",
     defaults={"model": "v2.3"},
     # The response example of https://piapi.ai/docs/hailuo-api/generate-video (the schema's filled

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import AudioInput, ImageInput, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import AudioInput, DurationDriver, ImageInput, TaskSpec, VideoInput
 from piapi_mcp.catalog.video import GENERATE_VIDEO
 from piapi_mcp.models import (
     TASK_ID_PATTERN,
@@ -307,6 +307,12 @@ LEGACY_OUTPUT: Final = {
 #: Kling 3.0, omni and turbo: ``video``, one URL.
 VIDEO_OUTPUT: Final = {"video": "https://storage.theapi.app/videos/5d2a7f.mp4"}
 
+#: A Kling video's run time grows with its length (typical durations are for 5 s) and its
+#: resolution (std 720p; pro and 1080p make 2.25 times the pixels).
+KLING_LENGTH: Final = DurationDriver(("duration",), 5)
+KLING_MODE: Final = DurationDriver(("mode",), 1, values={"std": 1, "pro": 2.25})
+KLING_RESOLUTION: Final = DurationDriver(("resolution",), 1, values={"720p": 1, "1080p": 2.25})
+
 KLING_VIDEO = TaskSpec(
     model="kling",
     task_type="video_generation",
@@ -316,6 +322,7 @@ KLING_VIDEO = TaskSpec(
     # PiAPI's 3.0 example: about 1 min 50 s for 5 s std.
     typical_seconds=110.0,
     example={"prompt": "a paper boat drifts down a rainy street", "duration": 5, "aspect_ratio": "16:9"},
+    duration_drivers=(KLING_LENGTH, KLING_MODE),
     noun="video",
     tool=GENERATE_VIDEO,
     defaults={"version": "3.0"},
@@ -435,6 +442,7 @@ KLING_OMNI = TaskSpec(
     output="video",
     typical_seconds=83.0,  # PiAPI's o1 example: about 83 s for 5 s
     example={"prompt": "@image_1 waves hello", "images": ["https://example.com/a.png"], "duration": 5},
+    duration_drivers=(KLING_LENGTH, KLING_RESOLUTION),
     noun="video",
     defaults={"version": "3.0"},
     output_example=VIDEO_OUTPUT,
@@ -449,6 +457,7 @@ KLING_TURBO = TaskSpec(
     output="video",
     typical_seconds=137.0,  # PiAPI's webhook example: about 2 min 17 s for 5 s
     example={"prompt": "a fox runs through snow", "duration": 5, "aspect_ratio": "16:9"},
+    duration_drivers=(KLING_LENGTH, KLING_MODE),
     noun="video",
     output_example=VIDEO_OUTPUT,
     parse_outputs=parse_outputs,

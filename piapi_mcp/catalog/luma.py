@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskSpec
 from piapi_mcp.models import OutputKind, OutputRef, url_output, walk_outputs
 
 
@@ -96,6 +96,7 @@ LUMA_VIDEO = TaskSpec(
     output="video",
     typical_seconds=190.0,  # the documented example: 3 min 10 s
     example={"prompt": "Fly fishing", "model": "ray-v2", "duration": 5, "aspect_ratio": "16:9"},
+    duration_drivers=(DurationDriver(("duration",), 5),),
     noun="video",
     output_example=LUMA_OUTPUT,
     parse_outputs=parse_outputs,

@@ -262,6 +262,8 @@ def _spec(
         status="discontinued",
         output_example=output_example,
         parse_outputs=parser,
+        # PiAPI reports a running Midjourney task's progress (0-100) in ``output.task_progress``.
+        progress_field="task_progress",
         # Offered as soon as PiAPI runs Midjourney again (next actions on retired pairs are dropped).
         follow_ups=follow_ups if task_type in _GRID_TASK_TYPES else None,
     )

@@ -93,7 +93,8 @@ class SimulatorControls:
     api_keys: frozenset[str] | None = None
     #: Seconds a task stays ``pending`` before it starts.
     queue_seconds: float = 1.0
-    #: Seconds a task spends ``processing``.
+    #: Seconds a task spends ``processing``, for its entry's reference inputs: a task of other inputs
+    #: runs this times its spec's duration factor (more steps, pixels or video seconds run longer).
     duration: float = 10.0
     #: When set, a task of a catalog entry runs for that entry's typical duration times this (at least
     #: 0.1 s) instead of ``duration``: the sandbox keeps each family's proportions, scaled down.
@@ -230,6 +231,10 @@ class PiAPISimulator:
         error: dict[str, Any] = {"code": 0, "raw_message": "", "message": "", "detail": None}
         if status == "completed":
             output = self._output_of(task, base_url)
+        elif status == "processing" and task.spec is not None and task.spec.progress_field is not None:
+            # Families that report progress (Midjourney, Hailuo) say how far the run is, in whole percent.
+            ran = self.clock.monotonic() - task.created - task.queue_seconds
+            output = {task.spec.progress_field: min(99, int(100 * ran / task.duration))}
         elif status == "failed" and task.cancelled_at is not None:
             canceled = "task canceled"
             error = {"code": 10000, "raw_message": canceled, "message": canceled, "detail": None}
@@ -283,10 +288,11 @@ class PiAPISimulator:
     def _envelope(self, data: Any, message: str = "success") -> JSONResponse:
         return JSONResponse({"code": self.controls.envelope_code, "data": data, "message": message})
 
-    def _duration_of(self, spec: TaskSpec) -> float:
-        """How long a new task of ``spec`` runs: the fixed ``duration``, or its typical one, scaled."""
+    def _duration_of(self, spec: TaskSpec, task_input: dict[str, Any]) -> float:
+        """How long a new task runs: ``duration`` (or its typical one, scaled) times its inputs' factor."""
         scale = self.controls.duration_scale
-        return self.controls.duration if scale is None else max(0.1, spec.typical_seconds * scale)
+        base = self.controls.duration if scale is None else max(0.1, spec.typical_seconds * scale)
+        return base * spec.duration_factor(task_input)
 
     def _task_envelope(self, data: dict[str, Any]) -> Response:
         tamper = self.controls.tamper
@@ -344,7 +350,7 @@ class PiAPISimulator:
             created=self.clock.monotonic(),
             created_wall=self.clock.now(),
             queue_seconds=self.controls.queue_seconds,
-            duration=self._duration_of(spec),
+            duration=self._duration_of(spec, task_input),
             fails=self.controls.fail_tasks or _asks_to_fail(task_input),
             spec=spec,
         )
