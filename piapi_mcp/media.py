@@ -1106,22 +1106,24 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
 def _reduced(opened: PILImage, side: int) -> PILImage:
     """``opened`` decoded, in RGB or RGBA, with its long side at most ``side``.
 
-    A whole-factor ``reduce`` (box filter, cheap) first brings it near ``side``; one bilinear resize
-    finishes. An alpha channel is kept only when something is actually transparent.
+    A whole-factor ``reduce`` (box filter, cheap) first brings it near ``side``, one bilinear resize
+    finishes, and only then is the small image converted: a full-size copy is made only for modes
+    ``reduce`` cannot take (palette, 1-bit, CMYK...). An alpha channel is kept only when something
+    is actually transparent.
     """
+    from PIL import Image
+
     has_alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
-    image = opened.convert("RGBA" if has_alpha else "RGB")
-    if has_alpha:
-        low, _ = image.getchannel("A").getextrema()
-        if low == 255:
-            image = image.convert("RGB")
+    target = "RGBA" if has_alpha else "RGB"
+    image = opened if opened.mode in ("RGB", "RGBA", "L") else opened.convert(target)
     factor = max(image.size) // side
     if factor >= 2:
         image = image.reduce(factor)
     if max(image.size) > side:
-        from PIL import Image
-
         image = image.resize(_fit(image.size, side), Image.Resampling.BILINEAR)
+    image = image.convert(target)  # always a new image: ``opened`` is closed after this
+    if has_alpha and image.getchannel("A").getextrema()[0] == 255:
+        image = image.convert("RGB")
     return image
 
 
