@@ -1113,9 +1113,10 @@ def _reduced(opened: PILImage, side: int) -> PILImage:
     """
     from PIL import Image
 
-    has_alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+    keyed = "transparency" in opened.info  # a palette entry or colour key: only convert applies it
+    has_alpha = opened.mode in ("RGBA", "LA", "PA") or keyed
     target = "RGBA" if has_alpha else "RGB"
-    image = opened if opened.mode in ("RGB", "RGBA", "L") else opened.convert(target)
+    image = opened if opened.mode in ("RGB", "RGBA", "L") and not keyed else opened.convert(target)
     factor = max(image.size) // side
     if factor >= 2:
         image = image.reduce(factor)

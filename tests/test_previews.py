@@ -131,6 +131,22 @@ async def test_a_png_with_transparency_previews_and_keeps_its_alpha(
     assert thumb.getpixel((20, 20))[3] == 255  # type: ignore[index]
 
 
+async def test_a_colour_keyed_png_keeps_its_transparent_colour_transparent(
+    simulator: PiAPISimulator, client: Client
+) -> None:
+    picture = Image.new("RGB", (1200, 800), (10, 200, 30))
+    picture.paste((255, 0, 255), (0, 0, 600, 800))  # the key colour: transparent (tRNS), left half
+    out = io.BytesIO()
+    picture.save(out, format="PNG", transparency=(255, 0, 255))
+    serve_outputs(simulator, host(simulator, "keyed.png", out.getvalue()))
+
+    (preview,) = previews(await generate(client))
+
+    thumb = decoded(preview)
+    assert thumb.size == (512, 341) and thumb.mode == "RGBA"
+    assert thumb.getpixel((10, 10))[3] == 0 and thumb.getpixel((500, 300))[3] == 255  # type: ignore[index]
+
+
 async def test_an_opaque_png_previews_as_a_jpeg_of_the_budget(
     simulator: PiAPISimulator, client: Client
 ) -> None:
