@@ -145,6 +145,9 @@ async def test_a_colour_keyed_png_keeps_its_transparent_colour_transparent(
     thumb = decoded(preview)
     assert thumb.size == (512, 341) and thumb.mode == "RGBA"
     assert thumb.getpixel((10, 10))[3] == 0 and thumb.getpixel((500, 300))[3] == 255  # type: ignore[index]
+    # Keyed before resampling: no opaque magenta fringe where the two halves meet.
+    fringe = [(x, y) for x in range(240, 272) for y in range(0, 341, 31)]
+    assert all(thumb.getpixel(xy)[0] < 128 for xy in fringe if thumb.getpixel(xy)[3] > 200)  # type: ignore[index]
 
 
 async def test_an_opaque_png_previews_as_a_jpeg_of_the_budget(
