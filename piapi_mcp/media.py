@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -50,6 +50,9 @@ from piapi_mcp import wording
 from piapi_mcp.errors import shown
 from piapi_mcp.models import MEDIA_TYPES, TASK_ID_PATTERN, OutputKind, OutputRef, Task
 from piapi_mcp.timing import Clock
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
 #: Download caps per kind of output. Images keep issue 7's 50 MB (a 16-megapixel PNG is ~30 MB).
@@ -68,9 +71,16 @@ MAX_OUTPUT_BYTES: Final = max(MAX_OUTPUT_BYTES_BY_KIND.values())
 #: The largest output served through ``piapi://tasks/{id}/outputs/{n}`` (a resource read is one
 #: base64 message held in memory on both sides); larger ones are read from their saved file or URL.
 MAX_RESOURCE_BYTES: Final = 50 * 1024 * 1024
-PREVIEW_MAX_SIDE: Final = 768
-#: The preview's base64 text stays under this, so results stay far below hosts' size limits.
-PREVIEW_MAX_BASE64: Final = 150 * 1024
+#: A preview's long side: enough for the model to see what was made; the full image is a resource away.
+PREVIEW_MAX_SIDE: Final = 512
+#: The preview's base64 text stays under this (a photograph's 512 px JPEG at quality 70 is about
+#: 50 KB), so one result with a photographic output stays under 64 KB.
+PREVIEW_MAX_BASE64: Final = 60 * 1024
+#: Previews made at once, over all calls: each decodes an image, so 100 completions at once must
+#: not decode 100 images at once.
+PREVIEW_WORKERS: Final = 2
+#: Encoder qualities tried in turn until the preview fits :data:`PREVIEW_MAX_BASE64`.
+_PREVIEW_QUALITIES: Final = (70, 60, 50, 40)
 IMAGE_FORMS: Final = (
     "an http(s) URL, a local file path or file:// URI inside the allowed folders, a data: URI, "
     "or piapi://tasks/{task_id} (optionally #n) for an earlier output"
@@ -524,7 +534,7 @@ def _decode_data_uri(text: str) -> bytes:
 
 #: At most this many outputs of one task are downloaded; the rest are listed with their URL only.
 MAX_OUTPUTS_PER_TASK: Final = 16
-#: At most this many previews per result (each is up to 150 KB of base64).
+#: At most this many previews per result (each is up to PREVIEW_MAX_BASE64 of base64).
 MAX_PREVIEWS: Final = 4
 #: With saving off, a preview's download is held in memory, so it gets a smaller cap.
 MAX_PREVIEW_DOWNLOAD_BYTES: Final = 15 * 1024 * 1024
@@ -1145,10 +1155,13 @@ def _readable(source: Path | bytes) -> IO[bytes]:
 
 
 def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, str] | None:
-    """A JPEG thumbnail (≤ 768 px, base64 ≤ 150 KB) of an image output, or ``None``.
+    """A small preview of an image output (long side ≤ 512 px, base64 ≤ 60 KB), or ``None``.
 
-    Only PNG, JPEG, WebP and GIF reach Pillow, each through its own plugin alone; images over
-    :data:`PREVIEW_MAX_PIXELS` (after JPEG's draft scaling) are refused before any pixel is decoded.
+    Opaque images become a JPEG; images with transparency a WebP that keeps it. JPEGs are decoded
+    at reduced scale (``draft``), other formats reduced by whole factors before the last resize, so a
+    preview costs a fraction of the full image's memory. Only PNG, JPEG, WebP and GIF reach Pillow,
+    each through its own plugin alone; images over :data:`PREVIEW_MAX_PIXELS` (after JPEG's draft
+    scaling) are refused before any pixel is decoded.
     """
     if kind is None or kind.pil_format is None:
         return None
@@ -1163,8 +1176,7 @@ def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, s
             width, height = opened.size
             if width * height > PREVIEW_MAX_PIXELS:
                 return None
-            opened.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), resample=Image.Resampling.BILINEAR)
-            image = opened.convert("RGB")
+            image = _reduced(opened, PREVIEW_MAX_SIDE)
     except (
         UnidentifiedImageError,
         OSError,
@@ -1174,16 +1186,59 @@ def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, s
         Image.DecompressionBombWarning,  # raised, not just shown, where warnings are errors
     ):
         return None
+    # Bilinear after a whole-factor reduce: about half Lanczos's CPU, no visible loss at this size.
+    bilinear = Image.Resampling.BILINEAR
     side = PREVIEW_MAX_SIDE
     while side >= 64:
-        thumb = image.copy()
-        # Bilinear and no encoder optimisation: about half the CPU, no visible loss at this size.
-        thumb.thumbnail((side, side), resample=Image.Resampling.BILINEAR)
-        for quality in (80, 65, 50, 35):
-            out = io.BytesIO()
-            thumb.save(out, format="JPEG", quality=quality)
-            encoded = out.getvalue()
-            if len(base64.b64encode(encoded)) <= PREVIEW_MAX_BASE64:
-                return encoded, "image/jpeg"
+        thumb = image if max(image.size) <= side else image.resize(_fit(image.size, side), bilinear)
+        for quality in _PREVIEW_QUALITIES:
+            encoded = _encode_preview(thumb, quality)
+            if encoded is not None and len(base64.b64encode(encoded[0])) <= PREVIEW_MAX_BASE64:
+                return encoded
         side //= 2
     return None
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled so its long side is ``side``, aspect ratio kept (at least 1 px a side)."""
+    width, height = size
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _reduced(opened: PILImage, side: int) -> PILImage:
+    """``opened`` decoded, in RGB or RGBA, with its long side at most ``side``.
+
+    A whole-factor ``reduce`` (box filter, cheap) first brings it near ``side``, one bilinear resize
+    finishes, and only then is the small image converted: a full-size copy is made only for modes
+    ``reduce`` cannot take (palette, 1-bit, CMYK...). An alpha channel is kept only when something
+    is actually transparent.
+    """
+    from PIL import Image
+
+    keyed = "transparency" in opened.info  # a palette entry or colour key: only convert applies it
+    has_alpha = opened.mode in ("RGBA", "LA", "PA") or keyed
+    target = "RGBA" if has_alpha else "RGB"
+    image = opened if opened.mode in ("RGB", "RGBA", "L") and not keyed else opened.convert(target)
+    factor = max(image.size) // side
+    if factor >= 2:
+        image = image.reduce(factor)
+    if max(image.size) > side:
+        image = image.resize(_fit(image.size, side), Image.Resampling.BILINEAR)
+    image = image.convert(target)  # always a new image: ``opened`` is closed after this
+    if has_alpha and image.getchannel("A").getextrema()[0] == 255:
+        image = image.convert("RGB")
+    return image
+
+
+def _encode_preview(image: PILImage, quality: int) -> tuple[bytes, str] | None:
+    """``image`` as JPEG (opaque) or WebP (keeps transparency) at ``quality``; ``None`` if it cannot be."""
+    out = io.BytesIO()
+    try:
+        if image.mode == "RGBA":
+            image.save(out, format="WEBP", quality=quality, method=2)
+            return out.getvalue(), "image/webp"
+        image.save(out, format="JPEG", quality=quality)
+    except (OSError, KeyError, ValueError):  # KeyError: this Pillow was built without WebP
+        return None
+    return out.getvalue(), "image/jpeg"

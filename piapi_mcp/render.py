@@ -24,7 +24,7 @@ from piapi_mcp.catalog import CATALOG
 from piapi_mcp.config import DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import shown
 from piapi_mcp.ledger import LedgerEntry
-from piapi_mcp.media import MAX_PREVIEWS, SavedOutput, make_preview
+from piapi_mcp.media import MAX_PREVIEWS, PREVIEW_WORKERS, SavedOutput
 from piapi_mcp.models import (
     CANCELLED,
     COMPLETED,
@@ -63,8 +63,9 @@ class Renderer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        # Two at a time: enough to keep the event loop free, few enough to bound memory under load.
-        self._image_work = anyio.CapacityLimiter(2)
+        # One pool for every call's previews: enough to keep the event loop free, few enough that
+        # 100 completions at once decode PREVIEW_WORKERS images at a time, not 100.
+        self._image_work = anyio.CapacityLimiter(PREVIEW_WORKERS)
 
     def task_result(
         self,
@@ -178,7 +179,7 @@ class Renderer:
             tried += 1
             # Pillow works outside the GIL: other calls' polls keep flowing meanwhile.
             preview = await anyio.to_thread.run_sync(
-                make_preview, source, copy.kind, limiter=self._image_work
+                self.settings.previewer, source, copy.kind, limiter=self._image_work
             )
             if preview is not None:
                 data, mime_type = preview

@@ -46,11 +46,13 @@ from piapi_mcp.media import (
     Confinement,
     ImageInputError,
     ImageResolver,
+    MediaKind,
     OutputGuard,
     OutputSaver,
     OutputTooLarge,
     Resolver,
     SavedOutput,
+    make_preview,
 )
 from piapi_mcp.models import CANCELLED, COMPLETED, TERMINAL_STATUSES, AccountInfo, Task, valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
@@ -111,6 +113,9 @@ class ServerSettings:
     #: ``PIAPI_DAILY_BUDGET_USD``: a create whose estimate would take the last 24 h's spending (from
     #: the ledger) over this many US$ is refused before anything is sent; ``None``: no limit.
     daily_budget_usd: float | None = None
+    #: Makes one preview (image bytes and MIME type) in a worker thread; a seam to watch or replace
+    #: preview work (at most ``media.PREVIEW_WORKERS`` run at once, whatever it is).
+    previewer: Callable[[Path | bytes, MediaKind | None], tuple[bytes, str] | None] = make_preview
 
 
 class CallFailed(Exception):

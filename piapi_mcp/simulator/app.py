@@ -61,7 +61,14 @@ from piapi_mcp.simulator.faults import (
     fault_response,
     random_fault_response,
 )
-from piapi_mcp.simulator.render import CONTENT_TYPES, render_image, tiny_audio, tiny_glb, tiny_video
+from piapi_mcp.simulator.render import (
+    CONTENT_TYPES,
+    photo,
+    render_image,
+    tiny_audio,
+    tiny_glb,
+    tiny_video,
+)
 from piapi_mcp.timing import Clock, SystemClock
 
 FAIL_MARKER = "[fail]"
@@ -143,6 +150,9 @@ class SimulatorControls:
     account_plan: str = "creator"
     #: ...or, when set, the ``data`` it answers with verbatim (odd or hostile account answers).
     account_data: Any = None
+    #: Image tasks' outputs are the shipped 1024x1024 photograph (a JPEG, ``data/photo.jpg``) instead
+    #: of a drawn gradient: results and previews measured on what a real output compresses like.
+    photo_outputs: bool = False
 
 
 @dataclass
@@ -478,8 +488,12 @@ class PiAPISimulator:
         extension = name.rsplit(".", 1)[-1]
         if name not in self._images:
             self._images[name] = await self._make_output(task, served)
+        body = self._images[name]
+        # The photograph is a JPEG whatever name the output has: say so, as a real host would.
+        jpeg = body.startswith(b"\xff\xd8\xff")
         return Response(
-            self._images[name], media_type=CONTENT_TYPES.get(extension, "application/octet-stream")
+            body,
+            media_type="image/jpeg" if jpeg else CONTENT_TYPES.get(extension, "application/octet-stream"),
         )
 
     async def _make_output(self, task: SimulatedTask, served: ServedOutput) -> bytes:
@@ -492,6 +506,8 @@ class PiAPISimulator:
         if served.kind == "text":
             return _caption(task).encode()
         image_spec = task.spec is not None and task.spec.output == "image"
+        if image_spec and self.controls.photo_outputs:
+            return photo()
         # An image task is drawn at its requested size; a cover or preview of another kind is small.
         params = task.input if image_spec else {"prompt": _words(task), "width": 256, "height": 256}
         return await anyio.to_thread.run_sync(

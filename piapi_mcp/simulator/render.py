@@ -73,6 +73,12 @@ def tiny_video() -> bytes:
     return (resources.files("piapi_mcp.simulator") / "data" / "tiny.mp4").read_bytes()
 
 
+def photo() -> bytes:
+    """A 1024x1024 JPEG photograph (about 200 KB) shipped as package data; its sources and licences
+    (public domain and CC0) are in ``data/photo.md``."""
+    return (resources.files("piapi_mcp.simulator") / "data" / "photo.jpg").read_bytes()
+
+
 def tiny_audio(text: str, seconds: float = 0.25, rate: int = 8000) -> bytes:
     """A mono 16-bit WAV: a short tone whose pitch follows ``text``, so different tasks sound different."""
     pitch = 220 + hashlib.sha256(text.encode()).digest()[0] * 2
