@@ -45,8 +45,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -75,7 +75,9 @@ WARM_LAG_FLOOR: Final = 0.3
 WARM_LAG_FRACTION: Final = 0.03
 #: Seconds each benchmark task is pending before it runs (PiAPI's documented Kontext example: 1 s).
 QUEUE_SECONDS: Final = 1.0
-LOAD_SLACK: Final = 1.0
+#: 100 concurrent 5 s tasks: every result within 7 s of the first call, server peak RSS <= 120 MiB.
+LOAD_SLACK: Final = 2.0
+LOAD_RSS_TARGET_KIB: Final = 120 * 1024
 #: The last of a burst's creates reaches PiAPI at most this long after the first (issue 11).
 CREATE_SPREAD_TARGET: Final = 0.2
 CREATE_BURST_CALLS: Final = 100
@@ -98,11 +100,11 @@ class Profile:
     steps_run_seconds: float = 16.8
 
 
-FULL: Final = Profile("full", 10, (7.0, 13.0, 21.0, 31.0, 47.0, 90.0), 2, 50, 5, 5.0)
+FULL: Final = Profile("full", 10, (7.0, 13.0, 21.0, 31.0, 47.0, 90.0), 2, 100, 1, 5.0)
 #: Which sections run, and settings added to every server's environment (set from the command line).
 SECTIONS: set[str] = {"cold", "polls", "load", "burst"}
 SERVER_EXTRA_ENV: dict[str, str] = {}
-QUICK: Final = Profile("quick", 3, (3.0, 5.0), 2, 10, 2, 2.0, mixed=(6.0, 14.0), steps_run_seconds=2.8)
+QUICK: Final = Profile("quick", 3, (3.0, 5.0), 2, 10, 1, 2.0, mixed=(6.0, 14.0), steps_run_seconds=2.8)
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class PollCall:
 @dataclass
 class Burst:
     label: str
+    transport: str
     calls: int
     sessions: int
     task_duration: float
@@ -169,8 +172,11 @@ class Burst:
 @dataclass
 class Load:
     bursts: list[Burst]
-    rss_idle_kib: int | None
-    rss_peak_kib: int | None
+    #: Per transport: the server's RSS when idle and its peak (VmHWM) over its bursts.
+    rss_idle_kib: dict[str, int | None]
+    rss_peak_kib: dict[str, int | None]
+    rss_target_kib: int
+    rss_met: bool
 
 
 @dataclass
@@ -264,7 +270,7 @@ async def count_polls(http: httpx2.AsyncClient, task_ids: Sequence[str]) -> dict
     return counts
 
 
-async def set_controls(http: httpx2.AsyncClient, **changes: float) -> None:
+async def set_controls(http: httpx2.AsyncClient, **changes: float | bool) -> None:
     response = await http.post("/_simulator/controls", json=changes)
     response.raise_for_status()
 
@@ -560,23 +566,25 @@ async def _one_load_call(client: Client, label: str, out: list[_LoadCall], burst
     out.append(_LoadCall(seconds, str(data.get("task_id") or "") or None, status, lag, error))
 
 
-async def _burst(label: str, profile: Profile, url: str, http: httpx2.AsyncClient) -> Burst:
+async def _burst(
+    label: str, transport: str, profile: Profile, connect: Any, http: httpx2.AsyncClient
+) -> Burst:
+    """``profile.load_calls`` concurrent calls over ``profile.load_sessions`` sessions from ``connect()``."""
     calls: list[_LoadCall] = []
     # One time-out around the whole burst: a cancel scope must not be left while the clients'
     # task groups, entered inside it, are still open.
     with anyio.fail_after(START_TIMEOUT + WAIT_SECONDS + 30):
         async with AsyncExitStack() as stack:
             opened = time.perf_counter()
-            clients = [
-                await stack.enter_async_context(Client(url, read_timeout_seconds=WAIT_SECONDS + 15))
-                for _ in range(profile.load_sessions)
-            ]
+            clients = [await stack.enter_async_context(connect()) for _ in range(profile.load_sessions)]
             session_open = time.perf_counter() - opened
             start = time.perf_counter()
             async with anyio.create_task_group() as group:
                 for index in range(profile.load_calls):
                     client = clients[index % len(clients)]
-                    group.start_soon(_one_load_call, client, f"load {label} #{index + 1}", calls, start)
+                    group.start_soon(
+                        _one_load_call, client, f"load {transport} {label} #{index + 1}", calls, start
+                    )
             wall = time.perf_counter() - start
     task_ids = [c.task_id for c in calls if c.task_id]
     polls = list((await count_polls(http, task_ids)).values()) if task_ids else []
@@ -586,6 +594,7 @@ async def _burst(label: str, profile: Profile, url: str, http: httpx2.AsyncClien
     target = profile.load_duration + LOAD_SLACK
     return Burst(
         label=label,
+        transport=transport,
         calls=profile.load_calls,
         sessions=profile.load_sessions,
         task_duration=profile.load_duration,
@@ -605,10 +614,47 @@ async def _burst(label: str, profile: Profile, url: str, http: httpx2.AsyncClien
     )
 
 
-async def load_runs(
+def _stdio_server_pid() -> int | None:
+    """The pid of the ``python -m piapi_mcp`` child this process started over stdio (the only one alive)."""
+    mine = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == mine and cmdline[1:3] == [b"-m", b"piapi_mcp"]:
+            return int(entry.name)
+    return None
+
+
+async def _stdio_load(
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, errlog: TextIO
+) -> tuple[list[Burst], int | None, int | None]:
+    """The bursts over one stdio server (one session each burst would restart it: the session is kept)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="piapi-bench-state-"))
+    async with Client(
+        stdio_client(stdio_params(simulator_url, state_dir), errlog=errlog),
+        read_timeout_seconds=WAIT_SECONDS + 15,
+    ) as client:
+        await client.list_tools()
+        pid = _stdio_server_pid()
+        idle = read_status_kib(pid, "VmRSS") if pid else None
+
+        @asynccontextmanager
+        async def same_session() -> AsyncIterator[Client]:
+            yield client
+
+        bursts = [await _burst(label, "stdio", profile, same_session, http) for label in ("cold", "warm")]
+        peak = read_status_kib(pid, "VmHWM") if pid else None
+    return bursts, idle, peak
+
+
+async def _http_load(
     profile: Profile, simulator_url: str, http: httpx2.AsyncClient, children: Children
-) -> Load:
-    await set_controls(http, duration=profile.load_duration, queue_seconds=0.0)
+) -> tuple[list[Burst], int | None, int | None]:
     port = free_port()
     server = children.start(
         "http-server",
@@ -629,11 +675,35 @@ async def load_runs(
         await wait_for_port(port, server)
         idle = read_status_kib(server.pid, "VmRSS")
         url = f"http://{HOST}:{port}/mcp"
-        bursts = [await _burst(label, profile, url, http) for label in ("cold", "warm")]
+
+        def connect() -> Client:
+            return Client(url, read_timeout_seconds=WAIT_SECONDS + 15)
+
+        bursts = [await _burst(label, "http", profile, connect, http) for label in ("cold", "warm")]
         peak = read_status_kib(server.pid, "VmHWM")
     finally:
         children.stop(server)
-    return Load(bursts=bursts, rss_idle_kib=idle, rss_peak_kib=peak)
+    return bursts, idle, peak
+
+
+async def load_runs(
+    profile: Profile, simulator_url: str, http: httpx2.AsyncClient, children: Children, errlog: TextIO
+) -> Load:
+    """Concurrent 5 s tasks with photographic outputs (previews on), over stdio then Streamable HTTP."""
+    await set_controls(http, duration=profile.load_duration, queue_seconds=0.0, photo_outputs=True)
+    try:
+        stdio_bursts, stdio_idle, stdio_peak = await _stdio_load(profile, simulator_url, http, errlog)
+        http_bursts, http_idle, http_peak = await _http_load(profile, simulator_url, http, children)
+    finally:
+        await set_controls(http, photo_outputs=False)
+    peaks = {"stdio": stdio_peak, "http": http_peak}
+    return Load(
+        bursts=stdio_bursts + http_bursts,
+        rss_idle_kib={"stdio": stdio_idle, "http": http_idle},
+        rss_peak_kib=peaks,
+        rss_target_kib=LOAD_RSS_TARGET_KIB,
+        rss_met=all(peak is not None and peak <= LOAD_RSS_TARGET_KIB for peak in peaks.values()),
+    )
 
 
 # --- 4. create burst -------------------------------------------------------------------------------
@@ -747,7 +817,7 @@ async def run(profile: Profile, log_dir: Path, report: Report) -> None:
                     await poll_runs(profile, children, errlog, report)
                 if "load" in SECTIONS:
                     _progress(f"load, {profile.load_calls} concurrent calls x 2 bursts")
-                    report.load = await load_runs(profile, simulator_url, http, children)
+                    report.load = await load_runs(profile, simulator_url, http, children, errlog)
                 if "burst" in SECTIONS:
                     _progress(f"create burst, {CREATE_BURST_CALLS} concurrent creates over stdio")
                     report.creates = await create_bursts(profile, simulator_url, http, errlog)
@@ -797,26 +867,36 @@ def print_report(report: Report) -> None:
     load = report.load
     if load is not None:
         print(
-            "\n3. Load: concurrent kontext_edit over Streamable HTTP (server and simulator in own processes)"
+            "\n3. Load: concurrent kontext_edit, one session per transport, photographic outputs and "
+            "previews on (server and simulator in own processes)"
         )
         print(
-            f"   {'burst':>5} {'calls':>5} {'sess':>4} {'task s':>6} {'wall s':>7} {'done':>4} {'err':>3} "
-            f"{'call p50':>8} {'call max':>8} {'lag p50':>7} {'lag max':>7} {'polls/task':>10} {'target':>8}"
+            f"   {'transport':>9} {'burst':>5} {'calls':>5} {'sess':>4} {'task s':>6} {'wall s':>7} "
+            f"{'done':>4} {'err':>3} {'call p50':>8} {'call max':>8} {'lag p50':>7} {'lag max':>7} "
+            f"{'polls/task':>10} {'target':>8}"
         )
         for b in load.bursts:
             most = "-" if b.polls_per_task_max is None else str(b.polls_per_task_max)
             polls = f"{_s(b.polls_per_task_mean, 1)}/{most}"
             print(
-                f"   {b.label:>5} {b.calls:>5} {b.sessions:>4} {b.task_duration:>6g} {b.wall_seconds:>7.2f} "
-                f"{b.completed:>4} {b.errored:>3} {_s(b.call_p50):>8} {_s(b.call_max):>8} {_s(b.lag_p50):>7} "
-                f"{_s(b.lag_max):>7} {polls:>10} {_ok(b.met):>8}"
+                f"   {b.transport:>9} {b.label:>5} {b.calls:>5} {b.sessions:>4} {b.task_duration:>6g} "
+                f"{b.wall_seconds:>7.2f} {b.completed:>4} {b.errored:>3} {_s(b.call_p50):>8} "
+                f"{_s(b.call_max):>8} {_s(b.lag_p50):>7} {_s(b.lag_max):>7} {polls:>10} {_ok(b.met):>8}"
             )
             for error in b.errors:
                 print(f"     error: {error}")
-            verdicts.append((f"{b.calls} calls done within {b.target_seconds:g} s ({b.label} server)", b.met))
-        rss = f"{load.rss_peak_kib / 1024:.1f} MiB" if load.rss_peak_kib else "n/a"
-        idle = f"{load.rss_idle_kib / 1024:.1f} MiB" if load.rss_idle_kib else "n/a"
-        print(f"   server RSS: idle {idle}, peak (VmHWM) {rss}; session set-up not timed in wall s")
+            verdicts.append(
+                (
+                    f"{b.calls} calls done within {b.target_seconds:g} s ({b.transport}, {b.label} server)",
+                    b.met,
+                )
+            )
+        for transport, peak in load.rss_peak_kib.items():
+            idle = load.rss_idle_kib.get(transport)
+            shown_idle = f"{idle / 1024:.1f} MiB" if idle else "n/a"
+            shown_peak = f"{peak / 1024:.1f} MiB" if peak else "n/a"
+            print(f"   {transport} server RSS: idle {shown_idle}, peak (VmHWM) {shown_peak}")
+        verdicts.append((f"server peak RSS <= {load.rss_target_kib // 1024} MiB", load.rss_met))
     if report.creates is not None:
         print_create_bursts(report.creates, verdicts)
     print("\nTargets:")
