@@ -136,8 +136,10 @@ def _report(result: CallToolResult, sandbox: bool) -> int:
 #: How the demo ends: where to go from here.
 NEXT_STEPS: Final = """
 Next:
-  piapi-mcp config           print the entry for Claude Desktop's claude_desktop_config.json
-                             (add PIAPI_ALLOWED_DIRS to its env for your pictures' folders)
+  piapi-mcp config           print the entry for Claude Desktop's claude_desktop_config.json,
+                             reading pictures from your Pictures, Desktop and Downloads folders
+  python scripts/build_bundle.py
+                             (in a checkout, with Node.js) a one-click bundle for Claude Desktop
   claude mcp add --scope user piapi -- piapi-mcp
                              the same in Claude Code
   piapi-mcp demo --image PATH   edit one of your own pictures"""

@@ -171,7 +171,7 @@ async def test_demo_sandbox_with_a_key_uses_the_simulator_saves_apart_and_ends_w
     path = Path(saved.group(1))
     assert path.parent == tmp_path / "out" / "sandbox" and path.read_bytes().startswith(b"\x89PNG")
     after = out[saved.end() :]
-    assert "piapi-mcp config" in after and "claude mcp add" in after, out
+    assert "piapi-mcp config" in after and "claude mcp add" in after and "build_bundle.py" in after, out
 
 
 async def test_demo_edits_the_users_own_picture_given_by_a_relative_path(tmp_path: Path) -> None:
