@@ -10,6 +10,8 @@ task id in its first progress message, so a host that cuts the call off still ha
 tools do is :class:`~piapi_mcp.tasks.TaskService`'s; how results read is ``piapi_mcp.render``'s.
 """
 
+import copy
+import functools
 import json
 import logging
 import re
@@ -29,6 +31,7 @@ from mcp.server.mcpserver.exceptions import (
     ToolError,
     UnexpectedToolError,
 )
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
@@ -210,6 +213,30 @@ def _as_resource_error() -> Iterator[None]:
         raise ResourceError(str(err)) from err
 
 
+@functools.cache
+def _task_result_output() -> FuncMetadata:
+    """How the SDK validates and publishes a tool result that is a :class:`TaskResult` (derived once)."""
+
+    async def returns_task_result() -> Annotated[CallToolResult, TaskResult]:
+        raise NotImplementedError
+
+    return func_metadata(returns_task_result)
+
+
+def _returns_task_result(server: MCPServer[Any], name: str) -> None:
+    """Tool ``name``'s result is a :class:`TaskResult`: validated and published as such.
+
+    Deriving the JSON schema of the task result takes several milliseconds; every task tool has the
+    same one, so it is derived once rather than once per tool, which shortens the server's start
+    (the SDK reads these two fields live).
+    """
+    tool = server._tool_manager.get_tool(name)
+    assert tool is not None
+    shared = _task_result_output()
+    tool.fn_metadata.output_model = shared.output_model
+    tool.fn_metadata.output_schema = copy.deepcopy(shared.output_schema)
+
+
 def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -> MCPServer[Any]:
     """Build the MCP server over ``client``. Nothing global: call it once per server instance."""
     settings = settings or ServerSettings()
@@ -233,6 +260,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             description=spec.tool.description,
             annotations=CREATES,
         )
+        _returns_task_result(server, spec.tool.name)
 
     async def run_task(
         model: Annotated[
@@ -247,7 +275,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         ctx: Context[Any, Any],
         wait_seconds: CreateWait = settings.wait_seconds,
         force_new: Annotated[bool, Field(description=_force_new_description(settings))] = False,
-    ) -> Annotated[CallToolResult, TaskResult]:
+    ) -> CallToolResult:
         with _as_tool_error():
             request = _run_request(model, task_type, input)
             outcome = await service.create_and_wait(
@@ -265,18 +293,19 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         ),
         annotations=CREATES,
     )
+    _returns_task_result(server, "run_task")
 
     async def get_task(
         task_id: TaskId,
         ctx: Context[Any, Any],
         wait_seconds: Annotated[WaitSeconds, Field(description="Seconds to wait for it to finish.")] = 0,
-    ) -> Annotated[CallToolResult, TaskResult]:
+    ) -> CallToolResult:
         """Look up any PiAPI task of this account by id, waiting up to wait_seconds for it to finish."""
         with _as_tool_error():
             outcome = await service.look_up(task_id, call_of(ctx), wait_seconds)
         return await renderer.result(outcome)
 
-    async def cancel_task(task_id: TaskId) -> Annotated[CallToolResult, TaskResult]:
+    async def cancel_task(task_id: TaskId) -> CallToolResult:
         """Ask PiAPI to cancel a task that has not started yet."""
         with _as_tool_error():
             outcome = await service.cancel(task_id)
@@ -316,6 +345,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         ),
         annotations=READS,
     )
+    _returns_task_result(server, "get_task")
     server.add_tool(
         cancel_task,
         title="Cancel a PiAPI task",
@@ -325,6 +355,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
         ),
         annotations=CANCELS,
     )
+    _returns_task_result(server, "cancel_task")
     server.add_tool(
         list_tasks,
         title="List recent PiAPI tasks",
@@ -438,7 +469,7 @@ def _creation_tool(
         ctx: Context[Any, Any],
         wait_seconds: CreateWait = settings.wait_seconds,
         force_new: Annotated[bool, Field(description=_force_new_description(settings))] = False,
-    ) -> Annotated[CallToolResult, TaskResult]:
+    ) -> CallToolResult:
         target, request = spec.routed(arguments)
         with _as_tool_error():
             outcome = await service.create_and_wait(
