@@ -12,14 +12,14 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS_SHORT, ImageInput, TaskSpec, ToolInfo
+from piapi_mcp.catalog._spec import MEDIA_FORMS_SHORT, ImageInput, TaskInput, TaskSpec, ToolInfo
 
 TRELLIS_MODEL: Final = "Qubico/trellis"
 IMAGE_TO_3D: Final = (TRELLIS_MODEL, "image-to-3d")
 TEXT_TO_3D: Final = (TRELLIS_MODEL, "text-to-3d")
 
 
-class Generate3DArguments(BaseModel):
+class Generate3DArguments(TaskInput):
     """``generate_3d``'s arguments: a picture of the object, or a description of it."""
 
     model_config = ConfigDict(extra="forbid")

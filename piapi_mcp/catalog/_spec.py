@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from piapi_mcp.models import FollowUps, NextAction, OutputParser, Task, output_reference
 from piapi_mcp.models import OutputKind as OutputKind  # re-exported: the catalog's vocabulary
@@ -24,6 +24,16 @@ from piapi_mcp.models import OutputKind as OutputKind  # re-exported: the catalo
 MediaKind = Literal["image", "video", "audio"]
 #: ``discontinued``/``stopped``: listed, but refused in one sentence before anything is sent.
 Status = Literal["active", "discontinued", "stopped"]
+
+
+class TaskInput(BaseModel):
+    """Base of the catalog's input models: each is built by pydantic on first use, not at import.
+
+    The catalog declares over a hundred models and a server's start needs only its tools' few (for
+    ``tools/list``); the others are built the first time a task of theirs is validated.
+    """
+
+    model_config = ConfigDict(defer_build=True)
 
 
 @dataclass(frozen=True)

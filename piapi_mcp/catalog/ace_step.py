@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, TaskInput, TaskSpec
 
 MODEL: Final = "Qubico/ace-step"
 StylePrompt = Field(
@@ -29,7 +29,7 @@ def _audio(description: str) -> Any:
     return Field(min_length=1, description=f"{description}: {MEDIA_FORMS}.")
 
 
-class AceStepTextToAudioInput(BaseModel):
+class AceStepTextToAudioInput(TaskInput):
     """The ``input`` of an ACE-Step ``txt2audio`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -43,7 +43,7 @@ class AceStepTextToAudioInput(BaseModel):
     )
 
 
-class AceStepAudioToAudioInput(BaseModel):
+class AceStepAudioToAudioInput(TaskInput):
     """The ``input`` of an ACE-Step ``audio2audio`` task: a recording restyled."""
 
     model_config = ConfigDict(extra="allow")
@@ -54,7 +54,7 @@ class AceStepAudioToAudioInput(BaseModel):
     negative_prompt: str | None = NegativePrompt
 
 
-class AceStepEditInput(BaseModel):
+class AceStepEditInput(TaskInput):
     """The ``input`` of an ACE-Step ``edit`` task: a recording's style or lyrics changed."""
 
     model_config = ConfigDict(extra="allow")
@@ -68,7 +68,7 @@ class AceStepEditInput(BaseModel):
     edit_lyrics: str | None = Field(default=None, max_length=10_000, description="The lyrics it should have.")
 
 
-class AceStepExtendInput(BaseModel):
+class AceStepExtendInput(TaskInput):
     """The ``input`` of an ACE-Step ``extend`` task: a recording made longer at either end."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,12 +8,12 @@ keys pass through; the output is taken to be ``audio_url``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import TaskSpec
+from piapi_mcp.catalog._spec import TaskInput, TaskSpec
 
 
-class SeedAudioInput(BaseModel):
+class SeedAudioInput(TaskInput):
     """The ``input`` of a ByteAudio ``seed-audio-1.0`` task (other keys pass through to PiAPI)."""
 
     model_config = ConfigDict(extra="allow")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, TaskInput, TaskSpec
 
 
-class DiffRhythmInput(BaseModel):
+class DiffRhythmInput(TaskInput):
     """The ``input`` of a DiffRhythm ``txt2audio-base`` or ``txt2audio-full`` task."""
 
     model_config = ConfigDict(extra="allow")

@@ -24,6 +24,7 @@ from piapi_mcp.catalog._spec import (
     DurationDriver,
     ImageInput,
     SizeFromImage,
+    TaskInput,
     TaskSpec,
     ToolInfo,
     upscale_images,
@@ -43,7 +44,7 @@ Height = Annotated[int, Field(ge=128, le=2048, description="Output height in pix
 Steps = Annotated[int, Field(ge=1, le=40, description="Diffusion steps; more is slower and finer.")]
 
 
-class KontextInput(BaseModel):
+class KontextInput(TaskInput):
     """The ``input`` of a PiAPI Flux Kontext task (model ``Qubico/flux1-dev-advanced``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -138,7 +139,7 @@ def _check_area(width: int, height: int) -> None:
         )
 
 
-class FluxTextToImageInput(BaseModel):
+class FluxTextToImageInput(TaskInput):
     """The ``input`` of a Flux text-to-image task (``txt2img``)."""
 
     # PiAPI documents these tasks thinly: keys not declared here pass through to PiAPI.
@@ -157,7 +158,7 @@ class FluxTextToImageInput(BaseModel):
         return self
 
 
-class FluxImageToImageInput(BaseModel):
+class FluxImageToImageInput(TaskInput):
     """The ``input`` of a Flux image-to-image task (``img2img``): the picture's size is kept."""
 
     model_config = ConfigDict(extra="allow")
@@ -175,7 +176,7 @@ class FluxImageToImageInput(BaseModel):
     steps: Steps | None = None
 
 
-class FluxGenerateArguments(BaseModel):
+class FluxGenerateArguments(TaskInput):
     """``flux_generate``'s arguments: text-to-image, or image-to-image when ``image`` is given."""
 
     model_config = ConfigDict(extra="forbid")
@@ -353,7 +354,7 @@ LORA_TYPES: Final = (
 )
 
 
-class LoraSetting(BaseModel):
+class LoraSetting(TaskInput):
     """One LoRA of ``lora_settings``."""
 
     model_config = ConfigDict(extra="allow")
@@ -362,7 +363,7 @@ class LoraSetting(BaseModel):
     lora_strength: float | None = Field(default=None, ge=0, le=2, description="How strongly it applies.")
 
 
-class ControlNetSetting(BaseModel):
+class ControlNetSetting(TaskInput):
     """The one ControlNet of ``control_net_settings``."""
 
     model_config = ConfigDict(extra="allow")
@@ -400,7 +401,7 @@ class FluxLoraImageToImageInput(FluxImageToImageInput):
     lora_settings: OneLora
 
 
-class FluxControlNetInput(BaseModel):
+class FluxControlNetInput(TaskInput):
     """The ``input`` of a Flux ``controlnet-lora`` task: one ControlNet, optionally one LoRA."""
 
     model_config = ConfigDict(extra="allow")
@@ -417,7 +418,7 @@ class FluxControlNetInput(BaseModel):
     steps: Steps | None = None
 
 
-class FluxInpaintInput(BaseModel):
+class FluxInpaintInput(TaskInput):
     """The ``input`` of a Flux ``fill-inpaint`` task: the white area of the picture is redrawn."""
 
     model_config = ConfigDict(extra="allow")
@@ -428,7 +429,7 @@ class FluxInpaintInput(BaseModel):
     steps: Steps | None = None
 
 
-class OutpaintSetting(BaseModel):
+class OutpaintSetting(TaskInput):
     """How far ``fill-outpaint`` extends the picture on each side, in pixels."""
 
     model_config = ConfigDict(extra="allow")
@@ -440,7 +441,7 @@ class OutpaintSetting(BaseModel):
     outpaint_bottom: int | None = Field(default=None, ge=0, le=2048, description="Pixels added below.")
 
 
-class FluxOutpaintInput(BaseModel):
+class FluxOutpaintInput(TaskInput):
     """The ``input`` of a Flux ``fill-outpaint`` task (the added area under 1024 x 1024 px in total)."""
 
     model_config = ConfigDict(extra="allow")
@@ -454,7 +455,7 @@ class FluxOutpaintInput(BaseModel):
     steps: Steps | None = None
 
 
-class FluxReduxInput(BaseModel):
+class FluxReduxInput(TaskInput):
     """The ``input`` of a Flux ``redux-variation`` task: a variation of a picture."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,12 +8,12 @@ other Qubico video tools answer.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 
-class FramepackInput(BaseModel):
+class FramepackInput(TaskInput):
     """The ``input`` of ``Qubico/framepack``/``img2video`` (Postman field names)."""
 
     model_config = ConfigDict(extra="allow")

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 
 MODEL: Final = "gemini"
 
@@ -39,7 +39,7 @@ OutputFormat = Field(default=None, max_length=10, description='"png" or "jpeg".'
 Resolution = Field(default=None, max_length=10, description='Output resolution, e.g. "1K", "2K", "4K".')
 
 
-class GeminiFlashImageInput(BaseModel):
+class GeminiFlashImageInput(TaskInput):
     """The ``input`` of a ``gemini-2.5-flash-image`` task: text-to-image, or an edit of ``image_urls``."""
 
     model_config = ConfigDict(extra="allow")
@@ -51,7 +51,7 @@ class GeminiFlashImageInput(BaseModel):
     output_format: str | None = OutputFormat
 
 
-class NanoBananaProInput(BaseModel):
+class NanoBananaProInput(TaskInput):
     """The ``input`` of a ``nano-banana-pro`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -63,7 +63,7 @@ class NanoBananaProInput(BaseModel):
     safety_level: str | None = Field(default=None, max_length=20, description="Content filter strictness.")
 
 
-class NanoBanana2Input(BaseModel):
+class NanoBanana2Input(TaskInput):
     """The ``input`` of a ``nano-banana-2`` task (fields not captured: the common ones of its siblings)."""
 
     model_config = ConfigDict(extra="allow")

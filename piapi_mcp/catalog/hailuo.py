@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskInput, TaskSpec
 from piapi_mcp.models import OutputRef, url_output, walk_outputs
 
 
@@ -32,7 +32,7 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
     return found or walk_outputs(output)
 
 
-class HailuoVideoInput(BaseModel):
+class HailuoVideoInput(TaskInput):
     """The ``input`` of a Hailuo ``video_generation`` task (extra keys pass through: the docs are thin)."""
 
     model_config = ConfigDict(extra="allow")

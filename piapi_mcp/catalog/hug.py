@@ -6,12 +6,12 @@ one day. The completed shape was not captured: ``video_url``, as the other Qubic
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 
-class HugInput(BaseModel):
+class HugInput(TaskInput):
     """The ``input`` of ``Qubico/hug-video``/``image_to_video``."""
 
     model_config = ConfigDict(extra="allow")

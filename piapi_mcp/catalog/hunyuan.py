@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 Prompt = Annotated[
     str, Field(min_length=1, max_length=1000, description="What happens (at most 1000 characters).")
@@ -21,7 +21,7 @@ Prompt = Annotated[
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3"]
 
 
-class HunyuanTextInput(BaseModel):
+class HunyuanTextInput(TaskInput):
     """The ``input`` of a Hunyuan text-to-video task."""
 
     model_config = ConfigDict(extra="allow")
@@ -34,7 +34,7 @@ class HunyuanTextInput(BaseModel):
     )
 
 
-class HunyuanImageInput(BaseModel):
+class HunyuanImageInput(TaskInput):
     """The ``input`` of a Hunyuan image-to-video task."""
 
     model_config = ConfigDict(extra="allow")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS_SHORT, ImageInput, TaskSpec, ToolInfo, VideoInput
+from piapi_mcp.catalog._spec import MEDIA_FORMS_SHORT, ImageInput, TaskInput, TaskSpec, ToolInfo, VideoInput
 from piapi_mcp.catalog.video_toolkit import FACES_INDEX_PATTERN, VIDEO_FACE_SWAP
 
 IMAGE_TOOLKIT_MODEL = "Qubico/image-toolkit"
@@ -34,7 +34,7 @@ def _image_output(name: str) -> dict[str, Any]:
 # --- face swap ------------------------------------------------------------------------------------
 
 
-class FaceSwapInput(BaseModel):
+class FaceSwapInput(TaskInput):
     """The ``input`` of an image-toolkit ``face-swap`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -56,7 +56,7 @@ class MultiFaceSwapInput(FaceSwapInput):
     )
 
 
-class SwapFaceArguments(BaseModel):
+class SwapFaceArguments(TaskInput):
     """``swap_face``'s arguments: the face, and the picture or the video it goes onto."""
 
     model_config = ConfigDict(extra="forbid")
@@ -138,7 +138,7 @@ MULTI_FACE_SWAP = TaskSpec(
 # --- background removal, segmentation, upscaling ------------------------------------------------
 
 
-class BackgroundRemoveInput(BaseModel):
+class BackgroundRemoveInput(TaskInput):
     """The ``input`` of an image-toolkit ``background-remove`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -147,7 +147,7 @@ class BackgroundRemoveInput(BaseModel):
     rmbg_model: str | None = Field(default=None, description="PiAPI's removal model (values undocumented).")
 
 
-class SegmentInput(BaseModel):
+class SegmentInput(TaskInput):
     """The ``input`` of an image-toolkit ``segment`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -160,7 +160,7 @@ class SegmentInput(BaseModel):
     )
 
 
-class UpscaleInput(BaseModel):
+class UpscaleInput(TaskInput):
     """The ``input`` of an image-toolkit ``upscale`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -173,7 +173,7 @@ class UpscaleInput(BaseModel):
 Operation = Literal["remove_background", "upscale", "segment"]
 
 
-class ImageToolsArguments(BaseModel):
+class ImageToolsArguments(TaskInput):
     """``image_tools``' arguments: an operation on one picture, and the option that operation takes."""
 
     model_config = ConfigDict(extra="forbid")

@@ -7,12 +7,12 @@ output is ``output.text``. Ranges are not documented, so extra keys pass through
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 
-class JoycaptionInput(BaseModel):
+class JoycaptionInput(TaskInput):
     """The ``input`` of a Joycaption ``joycaption-beta-one`` task."""
 
     model_config = ConfigDict(extra="allow")

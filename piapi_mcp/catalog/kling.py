@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import AudioInput, DurationDriver, ImageInput, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import AudioInput, DurationDriver, ImageInput, TaskInput, TaskSpec, VideoInput
 from piapi_mcp.catalog.video import GENERATE_VIDEO
 from piapi_mcp.models import (
     TASK_ID_PATTERN,
@@ -116,7 +116,7 @@ OriginTaskId = Annotated[
 ]
 
 
-class KlingVideoInput(BaseModel):
+class KlingVideoInput(TaskInput):
     """The ``input`` of ``kling``/``video_generation`` (legacy, 3.0 and elements schemas; extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")
@@ -143,7 +143,7 @@ class KlingVideoInput(BaseModel):
     enable_audio: bool | None = Field(default=None, description="Generate sound too (3.0; costs more).")
 
 
-class KlingOmniInput(BaseModel):
+class KlingOmniInput(TaskInput):
     """The ``input`` of ``kling``/``omni_video_generation`` (Kling 3.0 omni and o1)."""
 
     model_config = ConfigDict(extra="allow")
@@ -161,7 +161,7 @@ class KlingOmniInput(BaseModel):
     keep_original_audio: bool | None = None
 
 
-class KlingTurboInput(BaseModel):
+class KlingTurboInput(TaskInput):
     """The ``input`` of ``kling-turbo``/``video_generation`` (Kling 2.5 turbo; Postman field names only)."""
 
     model_config = ConfigDict(extra="allow")
@@ -176,7 +176,7 @@ class KlingTurboInput(BaseModel):
     version: str | None = Field(default=None, max_length=32)
 
 
-class KlingExtendInput(BaseModel):
+class KlingExtendInput(TaskInput):
     """The ``input`` of ``kling``/``extend_video``: a Kling video continued (not version 1.5 ones)."""
 
     model_config = ConfigDict(extra="allow")
@@ -185,7 +185,7 @@ class KlingExtendInput(BaseModel):
     prompt: Prompt = None
 
 
-class KlingLipSyncInput(BaseModel):
+class KlingLipSyncInput(TaskInput):
     """The ``input`` of ``kling``/``lip_sync``: a Kling video's lips moved to speech or to an audio file."""
 
     model_config = ConfigDict(extra="allow")
@@ -210,7 +210,7 @@ EFFECTS_WITH_PROMPT: Final = frozenset(
 )
 
 
-class KlingEffectsInput(BaseModel):
+class KlingEffectsInput(TaskInput):
     """The ``input`` of ``kling``/``effects``: a photo turned into a short effect video."""
 
     model_config = ConfigDict(extra="allow")
@@ -223,7 +223,7 @@ class KlingEffectsInput(BaseModel):
     professional_mode: bool = False
 
 
-class KlingTryOnInput(BaseModel):
+class KlingTryOnInput(TaskInput):
     """The ``input`` of ``kling``/``ai_try_on``: a person dressed in garments (n8n's field names)."""
 
     model_config = ConfigDict(extra="allow")
@@ -235,7 +235,7 @@ class KlingTryOnInput(BaseModel):
     batch_size: int = Field(default=1, ge=1, le=4)
 
 
-class KlingSoundInput(BaseModel):
+class KlingSoundInput(TaskInput):
     """The ``input`` of ``kling``/``sound``: sound effects from a prompt, or for an earlier Kling video."""
 
     model_config = ConfigDict(extra="allow")
@@ -245,7 +245,7 @@ class KlingSoundInput(BaseModel):
     origin_task_id: OriginTaskId | None = None
 
 
-class KlingAvatarInput(BaseModel):
+class KlingAvatarInput(TaskInput):
     """The ``input`` of ``kling``/``avatar``: a talking portrait (Postman field names only)."""
 
     model_config = ConfigDict(extra="allow")
@@ -263,7 +263,7 @@ PresetMotion = Literal[
 ]  # fmt: skip
 
 
-class KlingMotionInput(BaseModel):
+class KlingMotionInput(TaskInput):
     """The ``input`` of ``kling``/``motion_control``: a character moved like a reference video or preset."""
 
     model_config = ConfigDict(extra="allow")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import DurationDriver, ImageInput, TaskInput, TaskSpec
 from piapi_mcp.models import OutputKind, OutputRef, url_output, walk_outputs
 
 
@@ -32,7 +32,7 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
     return found or walk_outputs(output)
 
 
-class LumaVideoInput(BaseModel):
+class LumaVideoInput(TaskInput):
     """The ``input`` of ``luma``/``video_generation`` (both schema generations; extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")
@@ -52,7 +52,7 @@ class LumaVideoInput(BaseModel):
     key_frames: dict[str, Any] | None = Field(default=None, description="Older schema: {frame0, frame1}.")
 
 
-class LumaExtendInput(BaseModel):
+class LumaExtendInput(TaskInput):
     """The ``input`` of ``luma``/``extend_video`` (Postman field names only)."""
 
     model_config = ConfigDict(extra="allow")

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 from piapi_mcp.models import (
     TASK_ID_PATTERN,
     NextAction,
@@ -124,7 +124,7 @@ def _prompt(required: bool) -> Any:
     )
 
 
-class _Loose(BaseModel):
+class _Loose(TaskInput):
     # Midjourney is discontinued and thinly documented: keys not declared here pass through.
     model_config = ConfigDict(extra="allow")
 

@@ -9,12 +9,12 @@ and the video to an MP4 of at most 60 s. Price: $0.0005 per second, at most 30 s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import MEDIA_FORMS, TaskInput, TaskSpec, VideoInput
 
 
-class MMAudioInput(BaseModel):
+class MMAudioInput(TaskInput):
     """The ``input`` of an MMAudio ``video2audio`` task."""
 
     model_config = ConfigDict(extra="allow")

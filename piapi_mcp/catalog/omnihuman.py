@@ -6,12 +6,12 @@ Thin (``piapi-catalog.md`` §5.8, Postman field names only): ``image_url``, ``au
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import AudioInput, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import AudioInput, ImageInput, TaskInput, TaskSpec
 
 
-class OmniHumanInput(BaseModel):
+class OmniHumanInput(TaskInput):
     """The ``input`` of ``omni-human``/``omni-human-1.5``."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,12 +8,12 @@ Facts from PiAPI's Pixal3D page (https://piapi.ai/docs/pixal-3d-api/create-task)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 
 
-class Pixal3DInput(BaseModel):
+class Pixal3DInput(TaskInput):
     """The ``input`` of a Pixal3D ``image-to-3d`` task."""
 
     model_config = ConfigDict(extra="allow")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 from piapi_mcp.catalog.flux import FLUX_OUTPUT, Height, NegativePrompt, Prompt, Width
 
 MODEL: Final = "Qubico/qwen-image"
@@ -22,7 +22,7 @@ FlowShift = Field(default=None, gt=0, le=20, description="Sampler flow shift (ad
 QwenSteps = Field(default=None, ge=1, le=100, description="Diffusion steps.")
 
 
-class QwenTextToImageInput(BaseModel):
+class QwenTextToImageInput(TaskInput):
     """The ``input`` of a Qwen Image ``txt2img`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -35,7 +35,7 @@ class QwenTextToImageInput(BaseModel):
     flow_shift: float | None = FlowShift
 
 
-class QwenImageEditInput(BaseModel):
+class QwenImageEditInput(TaskInput):
     """The ``input`` of a Qwen Image ``image-edit`` task: one picture edited, a second as reference."""
 
     model_config = ConfigDict(extra="allow")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec, VideoInput
 
 
-class SeedanceInput(BaseModel):
+class SeedanceInput(TaskInput):
     """The ``input`` of a Seedance 2 task (third-party field names; extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")
@@ -36,7 +36,7 @@ class SeedanceInput(BaseModel):
     )
 
 
-class SeedanceWatermarkInput(BaseModel):
+class SeedanceWatermarkInput(TaskInput):
     """The ``input`` of ``seedance``/``remove-watermark`` (field name by analogy with Sora2's)."""
 
     model_config = ConfigDict(extra="allow")

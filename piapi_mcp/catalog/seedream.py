@@ -16,7 +16,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 from piapi_mcp.catalog.gemini import GEMINI_OUTPUT
 
 MODEL: Final = "seedream"
@@ -27,7 +27,7 @@ LITE_PRICE_USD: Final = 0.028
 AspectRatio = Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4"]
 
 
-class _SeedreamInput(BaseModel):
+class _SeedreamInput(TaskInput):
     model_config = ConfigDict(extra="allow")
 
     prompt: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="What the picture shows.")

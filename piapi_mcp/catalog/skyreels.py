@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 
-class SkyreelsInput(BaseModel):
+class SkyreelsInput(TaskInput):
     """The ``input`` of ``Qubico/skyreels``/``img2video``."""
 
     model_config = ConfigDict(extra="allow")

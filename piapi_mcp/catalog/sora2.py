@@ -8,12 +8,12 @@ proxies answer ``video``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec, VideoInput
 
 
-class Sora2Input(BaseModel):
+class Sora2Input(TaskInput):
     """The ``input`` of ``sora2``/``sora2-video`` (extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")
@@ -24,7 +24,7 @@ class Sora2Input(BaseModel):
     image_url: ImageInput | None = Field(default=None, description="The first frame.")
 
 
-class Sora2ProInput(BaseModel):
+class Sora2ProInput(TaskInput):
     """The ``input`` of ``sora2``/``sora2-pro-video``."""
 
     model_config = ConfigDict(extra="allow")
@@ -35,7 +35,7 @@ class Sora2ProInput(BaseModel):
     resolution: str | None = Field(default=None, max_length=16)
 
 
-class Sora2WatermarkInput(BaseModel):
+class Sora2WatermarkInput(TaskInput):
     """The ``input`` of ``sora2``/``remove-watermark``."""
 
     model_config = ConfigDict(extra="allow")

@@ -13,10 +13,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, OutputKind, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, AudioInput, OutputKind, TaskInput, TaskSpec
 
 
-class _Loose(BaseModel):
+class _Loose(TaskInput):
     # Suno is stopped and was documented thinly: keys not declared here pass through.
     model_config = ConfigDict(extra="allow")
 

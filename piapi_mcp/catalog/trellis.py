@@ -10,13 +10,13 @@ example froze 1,000,000 units ($0.10). Trellis's own example 400,000 ($0.04).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from piapi_mcp.catalog._generate_3d import GENERATE_3D
-from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import MEDIA_FORMS, ImageInput, TaskInput, TaskSpec
 
 
-class _SamplingSettings(BaseModel):
+class _SamplingSettings(TaskInput):
     model_config = ConfigDict(extra="allow")
 
     seed: int = Field(default=0, description="Random seed (default 0).")
@@ -38,7 +38,7 @@ class TrellisTextInput(_SamplingSettings):
     )
 
 
-class Trellis2Input(BaseModel):
+class Trellis2Input(TaskInput):
     """The ``input`` of a Trellis 2 ``image-to-3d`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -47,7 +47,7 @@ class Trellis2Input(BaseModel):
     seed: int = Field(default=0, description="Random seed (default 0).")
 
 
-class TrellisImageInput(BaseModel):
+class TrellisImageInput(TaskInput):
     """The ``input`` of a Trellis ``image-to-3d`` task."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,12 +8,12 @@ and ``custom_split_words`` appear only in PiAPI's Postman collection, so extra k
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import AudioInput, TaskSpec, ToolInfo
+from piapi_mcp.catalog._spec import AudioInput, TaskInput, TaskSpec, ToolInfo
 
 
-class TextToSpeechInput(BaseModel):
+class TextToSpeechInput(TaskInput):
     """The ``input`` of an F5-TTS ``zero-shot`` task."""
 
     model_config = ConfigDict(extra="allow")

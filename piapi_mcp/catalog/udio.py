@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import TaskSpec, ToolInfo
+from piapi_mcp.catalog._spec import TaskInput, TaskSpec, ToolInfo
 from piapi_mcp.models import OutputRef, text_output, url_output, walk_outputs
 
 UDIO_MODEL = "music-u"
@@ -51,7 +51,7 @@ def parse_outputs(output: Mapping[str, Any]) -> list[OutputRef]:
 LyricsType = Literal["generate", "user", "instrumental"]
 
 
-class UdioMusicInput(BaseModel):
+class UdioMusicInput(TaskInput):
     """The ``input`` of a Udio ``generate_music`` task: a new song, or (``continue_song_id``) an extension.
 
     PiAPI's three documented modes all send ``gpt_description_prompt``: the song itself (``generate``,
@@ -92,7 +92,7 @@ class UdioMusicInput(BaseModel):
         return self
 
 
-class GenerateMusicArguments(BaseModel):
+class GenerateMusicArguments(TaskInput):
     """``generate_music``'s arguments: a description, and the lyrics or none (instrumental).
 
     A title, styles to avoid and extending a song go through ``run_task`` (each argument here costs every
@@ -178,7 +178,7 @@ UDIO_MUSIC = TaskSpec(
 )
 
 
-class UdioLyricsInput(BaseModel):
+class UdioLyricsInput(TaskInput):
     """The ``input`` of a Udio ``generate_lyrics`` task (PiAPI documents ``prompt`` alone, required)."""
 
     model_config = ConfigDict(extra="allow")

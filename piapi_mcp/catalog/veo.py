@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 
-class VeoInput(BaseModel):
+class VeoInput(TaskInput):
     """The ``input`` of a Veo 3 task (extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from piapi_mcp.catalog._spec import ImageInput, ToolInfo
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, ToolInfo
 
 if TYPE_CHECKING:
     from piapi_mcp.catalog._spec import TaskSpec
@@ -145,7 +145,7 @@ def _refuse(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-class VideoArguments(BaseModel):
+class VideoArguments(TaskInput):
     """``generate_video``'s arguments: what every video model shares, and which model to run."""
 
     model_config = ConfigDict(extra="forbid")

@@ -10,9 +10,9 @@ from third-party code only, so they are not checked and extra keys pass through.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec, VideoInput
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec, VideoInput
 
 VIDEO_TOOLKIT_MODEL = "Qubico/video-toolkit"
 #: The pattern of PiAPI's face indexes: numbers from 0, comma separated ("0", "1,0").
@@ -21,7 +21,7 @@ FACES_INDEX_PATTERN = r"^\d{1,2}(,\d{1,2}){0,15}$"
 _VIDEO_OUTPUT = {"video_url": "https://img.theapi.app/temp/6c9f1d2e-8b4a-4f3e-9a7d-2e5b8c1f0a93.mp4"}
 
 
-class VideoFaceSwapInput(BaseModel):
+class VideoFaceSwapInput(TaskInput):
     """The ``input`` of a video-toolkit ``face-swap`` task."""
 
     model_config = ConfigDict(extra="allow")
@@ -38,7 +38,7 @@ class VideoFaceSwapInput(BaseModel):
     )
 
 
-class VideoInputOnly(BaseModel):
+class VideoInputOnly(TaskInput):
     """The ``input`` of a video-toolkit ``upscale`` task: the video (``scale`` passes through, 2 only)."""
 
     model_config = ConfigDict(extra="allow")
@@ -48,7 +48,7 @@ class VideoInputOnly(BaseModel):
     )
 
 
-class VideoBackgroundInput(BaseModel):
+class VideoBackgroundInput(TaskInput):
     """The ``input`` of a video-toolkit ``background-remove`` task."""
 
     model_config = ConfigDict(extra="allow")

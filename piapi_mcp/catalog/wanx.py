@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from piapi_mcp.catalog._spec import ImageInput, TaskSpec
+from piapi_mcp.catalog._spec import ImageInput, TaskInput, TaskSpec
 
 Prompt = Annotated[str, Field(min_length=1, max_length=4000, description="What happens in the video.")]
 NegativePrompt = Annotated[str | None, Field(max_length=4000, description="What to keep out.")]
@@ -25,7 +25,7 @@ LoraSettings = Annotated[
 ]
 
 
-class WanxTextInput(BaseModel):
+class WanxTextInput(TaskInput):
     """The ``input`` of a WanX text-to-video task."""
 
     model_config = ConfigDict(extra="allow")
@@ -45,7 +45,7 @@ class WanxImageInput(WanxTextInput):
     )
 
 
-class WanxKeyframeInput(BaseModel):
+class WanxKeyframeInput(TaskInput):
     """The ``input`` of ``img2video-14b-keyframe``: a video from a start to an end frame."""
 
     model_config = ConfigDict(extra="allow")
@@ -55,7 +55,7 @@ class WanxKeyframeInput(BaseModel):
     end_image: ImageInput
 
 
-class Wan26Input(BaseModel):
+class Wan26Input(TaskInput):
     """The ``input`` of a Wan 2.6 task (PiAPI's Postman field names; extra keys pass)."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,13 +8,13 @@ and extra keys pass through.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from piapi_mcp.catalog._spec import TaskSpec
+from piapi_mcp.catalog._spec import TaskInput, TaskSpec
 from piapi_mcp.catalog.flux import FLUX_OUTPUT, BatchSize, Height, NegativePrompt, Prompt, Width
 
 
-class ZImageInput(BaseModel):
+class ZImageInput(TaskInput):
     """The ``input`` of a Z-Image ``txt2img`` task."""
 
     model_config = ConfigDict(extra="allow")
