@@ -68,6 +68,21 @@ MAX_OUTPUT_BYTES: Final = max(MAX_OUTPUT_BYTES_BY_KIND.values())
 #: The largest output served through ``piapi://tasks/{id}/outputs/{n}`` (a resource read is one
 #: base64 message held in memory on both sides); larger ones are read from their saved file or URL.
 MAX_RESOURCE_BYTES: Final = 50 * 1024 * 1024
+#: The origins PiAPI's finished outputs are served from, as its documented outputs show them
+#: (``piapi-catalog.md``; every active catalog entry's ``output_example``): PiAPI's own storage, and the
+#: providers' CDNs some families link directly (Kling's signed CDN, Luma and its Cloudflare Images
+#: thumbnails, Udio's Google Cloud Storage). Downloads do not use this list (:class:`OutputGuard`
+#: judges any host by its address); the task card's content-security policy declares it, so a host
+#: lets the card show media from these origins and no others. ``*.`` is any subdomain, as in CSP.
+PIAPI_OUTPUT_ORIGINS: Final = (
+    "https://img.theapi.app",
+    "https://storage.theapi.app",
+    "https://storage.goapi.ai",
+    "https://*.klingai.com",
+    "https://storage.cdn-luma.com",
+    "https://imagedelivery.net",
+    "https://storage.googleapis.com",
+)
 PREVIEW_MAX_SIDE: Final = 768
 #: The preview's base64 text stays under this, so results stay far below hosts' size limits.
 PREVIEW_MAX_BASE64: Final = 150 * 1024

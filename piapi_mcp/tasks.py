@@ -111,6 +111,9 @@ class ServerSettings:
     #: ``PIAPI_DAILY_BUDGET_USD``: a create whose estimate would take the last 24 h's spending (from
     #: the ledger) over this many US$ is refused before anything is sent; ``None``: no limit.
     daily_budget_usd: float | None = None
+    #: Task tools link the task card (an MCP App, ``piapi_mcp.card``) and the server serves it; off, the
+    #: tools, resources and capabilities are exactly those of a server without the card.
+    task_card: bool = True
 
 
 class CallFailed(Exception):
