@@ -5,7 +5,8 @@ model, or the tool's own arguments when it fronts several specs), ``run_task`` f
 (model, task_type), plus ``get_task``, ``cancel_task`` and ``list_tasks``; resources
 ``piapi://models`` and ``piapi://models/{model}/{task_type}`` (the catalog, read on demand rather
 than paid for in every ``tools/list``), ``piapi://tasks``, ``piapi://tasks/{task_id}`` and
-``piapi://tasks/{task_id}/outputs/{n}``. Every tool reports the
+``piapi://tasks/{task_id}/outputs/{n}``; and the task card ``ui://piapi-mcp/task.html``, an MCP App
+that every task tool links (:mod:`piapi_mcp.card`). Every tool reports the
 task id in its first progress message, so a host that cuts the call off still has it. What the
 tools do is :class:`~piapi_mcp.tasks.TaskService`'s; how results read is ``piapi_mcp.render``'s.
 """
@@ -46,6 +47,7 @@ from piapi_mcp.arguments import (
     model_arguments,
     output_shape,
 )
+from piapi_mcp.card import task_card_apps, task_card_link
 from piapi_mcp.catalog import CATALOG, TaskSpec
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.config import MAX_WAIT_SECONDS
@@ -240,7 +242,18 @@ def _returns_task_result(server: MCPServer[Any], name: str) -> None:
 def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -> MCPServer[Any]:
     """Build the MCP server over ``client``. Nothing global: call it once per server instance."""
     settings = settings or ServerSettings()
-    server = PiAPIMCPServer(SERVER_NAME, version=package_version(), instructions=INSTRUCTIONS)
+    # The task card (MCP Apps): its resource and capability come with the SDK's extension; each task
+    # tool links it through ``_meta`` (added here, not by ``Apps.tool``, to keep the tools' order).
+    server = PiAPIMCPServer(
+        SERVER_NAME,
+        version=package_version(),
+        instructions=INSTRUCTIONS,
+        extensions=[task_card_apps(client.base_url)] if settings.task_card else [],
+    )
+
+    def card() -> dict[str, Any] | None:
+        return task_card_link() if settings.task_card else None
+
     service = TaskService(client, settings)
     renderer = Renderer(settings)
 
@@ -259,6 +272,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             title=spec.tool.title,
             description=spec.tool.description,
             annotations=CREATES,
+            meta=card(),
         )
         _returns_task_result(server, spec.tool.name)
 
@@ -292,6 +306,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             "is sent as given."
         ),
         annotations=CREATES,
+        meta=card(),
     )
     _returns_task_result(server, "run_task")
 
@@ -344,6 +359,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             "it creates nothing, so call it as often as needed."
         ),
         annotations=READS,
+        meta=card(),
     )
     _returns_task_result(server, "get_task")
     server.add_tool(
@@ -354,6 +370,7 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             "charged."
         ),
         annotations=CANCELS,
+        meta=card(),
     )
     _returns_task_result(server, "cancel_task")
     server.add_tool(

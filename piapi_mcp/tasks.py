@@ -116,6 +116,9 @@ class ServerSettings:
     #: Makes one preview (image bytes and MIME type) in a worker thread; a seam to watch or replace
     #: preview work (at most ``media.PREVIEW_WORKERS`` run at once, whatever it is).
     previewer: Callable[[Path | bytes, MediaKind | None], tuple[bytes, str] | None] = make_preview
+    #: Task tools link the task card (an MCP App, ``piapi_mcp.card``) and the server serves it; off, the
+    #: tools, resources and capabilities are exactly those of a server without the card.
+    task_card: bool = True
 
 
 class CallFailed(Exception):

@@ -1,4 +1,5 @@
-"""What tools/list costs a host's context: at most 16,000 bytes of compact JSON, measured as the host gets it.
+"""What tools/list costs a host's context: at most 16,000 bytes of compact JSON (plus the task card's links),
+measured as the host gets it.
 
 Hosts load every tool's name, description and schemas into the model's context on every turn, so
 the catalog is read on demand from resources instead, the "do not create it again" guidance is said
@@ -15,19 +16,26 @@ import pytest
 from mcp import Client
 
 from piapi_mcp import ManualClock, PiAPISimulator
+from piapi_mcp.card import task_card_link
 from piapi_mcp.server import INSTRUCTIONS
 from tests.conftest import hosted
 from tests.helpers import EDIT, TOOLS, tools_list_json
+from tests.test_task_card_resource import TASK_TOOLS
 
 pytestmark = pytest.mark.anyio
 
-#: Issue 9's budget for all its tools (issue 8's, 12,000, held before get_account and result costs).
-TOOLS_LIST_BUDGET = 16_000
+#: Issue 12 links each task tool to the task card (MCP Apps, ``_meta.ui.resourceUri``): the budget
+#: grows by exactly what those links cost, no more (``test_task_card_resource`` checks it is all they add).
+TASK_CARD_LINK = ',"_meta":' + json.dumps(task_card_link(), separators=(",", ":"))
+#: Issue 9's budget for all its tools (issue 8's, 12,000, held before get_account and result costs),
+#: plus the task card's links.
+TOOLS_LIST_BUDGET = 16_000 + len(TASK_TOOLS) * len(TASK_CARD_LINK.encode())
 MODERN = "2026-07-28"
 
 
 async def test_tools_list_fits_in_16000_bytes_of_compact_json(mcp_client: Client) -> None:
-    """The whole tools/list (every tool, its schemas and annotations), compact, is at most 16,000 bytes."""
+    """The whole tools/list (every tool, its schemas and annotations), compact, is at most 16,000 bytes
+    plus the task card's links."""
     tools = (await mcp_client.list_tools()).tools
     size = len(tools_list_json(tools).encode("utf-8"))
 
