@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 __version__ = "0.1.0"
 
 
 def package_version() -> str:
-    """The installed distribution's version, or this source tree's when it runs uninstalled."""
-    try:
-        return version("piapi-mcp")
-    except PackageNotFoundError:
-        return __version__
+    """This package's version (the build takes the installed distribution's from the same literal).
+
+    Not read through ``importlib.metadata``: importing it and scanning the installed distributions
+    costs tens of milliseconds at every start, for the same answer.
+    """
+    return __version__

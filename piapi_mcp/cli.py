@@ -217,9 +217,10 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         ConfigError: an HTTP transport on a non-loopback ``host`` without a token, or with a token a
             header cannot carry (raised before anything is bound).
     """
-    from piapi_mcp.hosting import check_bind, validate_token
-
     if transport != "stdio":
+        # Only HTTP hosting needs uvicorn and its checks: a stdio start does not import them.
+        from piapi_mcp.hosting import check_bind, validate_token
+
         if config.auth_token:
             validate_token(config.auth_token)
         check_bind(host, config.auth_token, config.insecure_no_auth)
