@@ -301,6 +301,7 @@ def test_a_running_task_follows_with_chained_get_task_calls_and_its_progress_bar
     bar.wait_for()
     assert host.frame.locator("h1").inner_text() == PROMPT
     assert "about 30 s left" in host.frame.locator(".eta").inner_text()
+    assert host.frame.locator(".cost").inner_text() == "Listed price $0.025"
     first = progress(host)
     assert first == 25
 
@@ -443,6 +444,7 @@ def test_a_failed_task_shows_piapis_message(host: Host) -> None:
     alert.wait_for()
     assert alert.inner_text() == "PiAPI task failed (code 10000): The prompt was flagged by moderation."
     assert host.frame.locator(".badge").inner_text() == "failed"
+    assert host.frame.locator(".cost").count() == 0, "a failed task with no charge shows no price"
     assert host.frame.locator("button").count() == 1  # only the (hidden) viewer's close button
     host.screenshot("failed")
 

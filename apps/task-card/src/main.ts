@@ -274,7 +274,10 @@ function renderOutputs(result: TaskResult, prompt: string | null): HTMLElement |
 function costLine(result: TaskResult): HTMLElement | null {
   const parts: string[] = [];
   if (result.cost_usd != null) parts.push(`Cost ${usd(result.cost_usd)}`);
-  else if (result.estimated_usd != null) parts.push(`Listed price ${usd(result.estimated_usd)} (charge not reported yet)`);
+  else if (result.estimated_usd != null && !result.done) parts.push(`Listed price ${usd(result.estimated_usd)}`);
+  else if (result.estimated_usd != null && result.status === "completed") {
+    parts.push(`Listed price ${usd(result.estimated_usd)} (PiAPI reported no charge)`);
+  }
   if (result.simulated) parts.push("simulated, no credits used");
   if (result.reused) parts.push("an identical recent task, reused");
   return parts.length ? el("p", { class: "muted cost", text: parts.join(" · ") }) : null;
@@ -296,7 +299,9 @@ function renderActions(result: TaskResult): HTMLElement | null {
     box.append(row);
   }
   const images = result.outputs.map((output, i) => ({ output, n: i + 1 })).filter(({ output }) => output.kind === "image" && safeUrl(output.url));
-  if (images.length) {
+  // A 3D task's images are its cover, not something to edit.
+  const has3d = result.outputs.some((output) => output.kind === "model3d");
+  if (images.length && !has3d) {
     // No <form>: hosts' sandboxes rarely allow form submission, so the button and Enter do the work.
     const form = el("div", { class: "edit", role: "group", "aria-label": "Edit again" });
     const input = el("input", { id: "edit-prompt", type: "text", placeholder: "What to change", value: "" });
