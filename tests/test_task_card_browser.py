@@ -177,6 +177,17 @@ class Host:
         #: Every URL the page and the card asked for (the page's own favicon aside).
         self.requested: list[str] = []
         page.on("request", lambda request: self.requested.append(request.url))
+        #: Errors and warnings the page or the card logged (a CSP violation, a blocked form, an exception).
+        self.problems: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"{message.type}: {message.text}")
+                if message.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda error: self.problems.append(f"exception: {error}"))
 
     def start(self, arguments: dict[str, Any], result: dict[str, Any]) -> None:
         """Sends the tool's input and result once the card has finished the ui/initialize handshake."""
@@ -228,6 +239,7 @@ def host(browser: Any, site: _Site, request: pytest.FixtureRequest) -> Iterator[
     page.goto(f"{site.origin}/host.html?{query}")
     yield running
     context.close()
+    assert running.problems == [], "the card logged errors or warnings"
 
 
 def tool_result(result: TaskResult, text: str = "summary") -> dict[str, Any]:
@@ -524,3 +536,17 @@ def test_the_built_card_is_one_self_contained_file_under_800_kb() -> None:
     assert len(html.encode()) < MAX_CARD_BYTES
     assert "<script" in html and " src=" not in html.split("<body>", 1)[0].replace("<script type", "")
     assert "<link" not in html
+
+
+def test_a_get_task_error_is_shown_and_the_card_stops_following(host: Host) -> None:
+    host.start(KONTEXT_ARGS, tool_result(task("processing")))
+    calls = host.wait_for_calls(1)
+    said = "Task task-0001 is not known to PiAPI for this API key; check the task id."
+
+    host.answer(calls[0]["id"], {"content": [{"type": "text", "text": said}], "isError": True})
+
+    alert = host.frame.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text() == said
+    host.page.clock.run_for(60_000)
+    assert len(host.calls()) == 1
