@@ -445,6 +445,7 @@ def test_a_3d_model_is_a_download_link_beside_its_cover(host: Host) -> None:
         host.frame.locator(".model3d img").get_attribute("alt")
         == "Cover of the 3D model: PiAPI task task-0001"
     )
+    assert host.frame.locator(".edit").count() == 0, "a 3D model's cover is not offered for editing"
     host.screenshot("model3d")
 
 
