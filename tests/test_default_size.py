@@ -151,3 +151,14 @@ async def test_kontext_edits_size_fields_say_they_follow_the_input_picture(sessi
     for name in ("width", "height"):
         assert "follows the input picture's aspect ratio, long side 1024" in properties[name]["description"]
         assert properties[name].get("default") is None
+
+
+async def test_the_simulator_draws_an_output_as_large_as_2048_pixels_wide(
+    session: Client, simulator: PiAPISimulator, http: httpx2.AsyncClient, pictures: Path
+) -> None:
+    """The sandbox honours PiAPI's largest side: 2048 x 512 comes back as a 2048 x 512 picture."""
+    (pictures / "wide.png").write_bytes(png(1600, 900))
+
+    data = await edit(session, image=str(pictures / "wide.png"), width=2048, height=512)
+
+    assert await output_size(http, data) == (2048, 512)

@@ -14,11 +14,12 @@ import wave
 from importlib import resources
 from typing import Any
 
-MAX_RENDER_SIDE = 1024
+#: PiAPI's largest output side (Flux and Kontext take 128 to 2048).
+MAX_RENDER_SIDE = 2048
 
 
 def render_image(task_input: dict[str, Any], source: bytes | None = None) -> bytes:
-    """A PNG of the requested size (at most 1024 px a side) with the prompt drawn on it.
+    """A PNG of the requested size (at most 2048 px a side) with the prompt drawn on it.
 
     The picture is the input image when the simulator has its bytes (``source``), tinted by the
     prompt so an edit visibly happened; otherwise a gradient.
