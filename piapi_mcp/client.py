@@ -13,6 +13,7 @@ was never made, or PiAPI answered 429. A create whose answer may have been lost 
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -36,6 +37,8 @@ from piapi_mcp.errors import (
 from piapi_mcp.models import AccountInfo, Task, parse_account, parse_task
 from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.wording import seconds
+
+logger = logging.getLogger("piapi_mcp")
 
 DEFAULT_BASE_URL: Final = "https://api.piapi.ai"
 DEFAULT_UPLOAD_URL: Final = "https://upload.theapi.app/api/ephemeral_resource"
@@ -337,6 +340,17 @@ class PiAPIClient:
                     or spent + delay > self._retry.max_total
                 ):
                     raise
+                # The error's class and status only: its message may carry what upstream sent.
+                logger.info(
+                    "PiAPI %s %s failed (%s%s); retry %d of %d in %s",
+                    method,
+                    urlsplit(path).path if "://" in path else path,
+                    type(err).__name__,
+                    f" {err.status_code}" if getattr(err, "status_code", None) else "",
+                    attempt,
+                    self._retry.max_attempts - 1,
+                    seconds(delay),
+                )
             self.retries += 1
             attempt += 1
             await self._clock.sleep(delay)

@@ -413,6 +413,7 @@ async def wait_for_task(
                 break
             except TRANSIENT_ERRORS as err:
                 last_error = err
+                logger.debug("polling PiAPI task %s failed for now (%s)", task.task_id, type(err).__name__)
                 if isinstance(err, RateLimitError) and err.retry_after:
                     retry_after = clock.monotonic() + err.retry_after
             polls += 1

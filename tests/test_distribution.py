@@ -107,7 +107,9 @@ def test_the_built_wheel_has_classifiers_the_python_requirement_and_the_readme(
     assert metadata["Version"] == package_version()
     assert metadata["Requires-Python"] == ">=3.11"
     assert "Typing :: Typed" in classifiers
-    assert any(url.startswith("PiAPI documentation, https://") for url in metadata.get_all("Project-URL") or [])
+    assert any(
+        url.startswith("PiAPI documentation, https://") for url in metadata.get_all("Project-URL") or []
+    )
     assert "Programming Language :: Python :: 3.11" in classifiers
     assert not any(c.startswith("License ::") for c in classifiers), "PEP 639 forbids both forms"
     assert metadata["Description-Content-Type"] == "text/markdown"

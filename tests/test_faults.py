@@ -364,6 +364,25 @@ async def test_a_429_with_retry_after_on_create_is_waited_out_on_the_clock(rig: 
     assert 6 <= rig.clock.monotonic() <= 6 + 2
 
 
+async def test_each_retry_is_logged_at_info_with_the_status_and_the_wait_never_the_key(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retries show in the log (INFO), one line each: method, path, error and status, attempt, wait."""
+    rig.simulator.controls.faults.append(Fault(route="create", status=429, retry_after="3", times=2))
+    rig.simulator.controls.queue_seconds = 0
+    rig.simulator.controls.duration = 0
+
+    result = await rig.call("kontext_edit", EDIT)
+
+    assert not result.is_error, text_of(result)
+    retries = [r for r in caplog.records if r.levelno == logging.INFO and "retry" in r.getMessage()]
+    assert [r.getMessage() for r in retries] == [
+        "PiAPI POST /api/v1/task failed (RateLimitError 429); retry 1 of 3 in 3 s",
+        "PiAPI POST /api/v1/task failed (RateLimitError 429); retry 2 of 3 in 3 s",
+    ]
+    assert all(KEY not in r.getMessage() for r in caplog.records)
+
+
 async def test_a_create_slower_than_the_timeout_costs_one_timeout_and_is_not_resent(rig: Rig) -> None:
     """A create whose answer is late is reported after one time-out, and PiAPI sees it once."""
     rig.transport.faults.append(ConnectionFault(route="create", kind="timeout"))
