@@ -341,12 +341,13 @@ class PiAPIClient:
                 ):
                     raise
                 # The error's class and status only: its message may carry what upstream sent.
+                status = getattr(err, "status_code", None)
                 logger.info(
                     "PiAPI %s %s failed (%s%s); retry %d of %d in %s",
                     method,
                     urlsplit(path).path if "://" in path else path,
                     type(err).__name__,
-                    f" {err.status_code}" if getattr(err, "status_code", None) else "",
+                    f" {status}" if status else "",
                     attempt,
                     self._retry.max_attempts - 1,
                     seconds(delay),
