@@ -296,6 +296,10 @@ class PostgresLedger:
         """
         now = self._now()
         stored_input = json.dumps(task_input, sort_keys=True)
+        claim = Claim(f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}", uuid.uuid4().hex)
+        # Live before its row can be seen: a replica in this process must not take it for a dead one.
+        with _LIVE_LOCK:
+            _LIVE_CLAIMS.add(claim.token)
 
         async def work(conn: Conn) -> ClaimOutcome:
             if budget_usd is not None:
@@ -318,7 +322,6 @@ class PostgresLedger:
                 spent = await self._spent(conn, now)
                 if spent + (estimated_usd or 0.0) > budget_usd + _USD_EPSILON or spent >= budget_usd:
                     return ClaimOutcome(None, None, over_budget_spent=spent)
-            claim = Claim(f"{UNKNOWN_TASK_PREFIX}{uuid.uuid4()}", uuid.uuid4().hex)
             await conn.execute(
                 "INSERT INTO tasks (task_id, tool, model, task_type, input_json, input_hash, created_at,"
                 " updated_at, status, claim_owner, estimated_usd)"
@@ -339,10 +342,12 @@ class PostgresLedger:
             )
             return ClaimOutcome(claim, None)
 
-        outcome = await self._tx(work)
-        if outcome.claim is not None:
-            with _LIVE_LOCK:
-                _LIVE_CLAIMS.add(outcome.claim.token)
+        outcome: ClaimOutcome | None = None
+        try:
+            outcome = await self._tx(work)
+        finally:
+            if outcome is None or outcome.claim is None:
+                _forget(claim)
         return outcome
 
     async def set_claim_input(self, claim: Claim, task_input: dict[str, Any]) -> None:

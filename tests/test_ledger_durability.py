@@ -78,7 +78,7 @@ def server_env(tmp_path: Path, state_dir: Path, sim_url: str) -> dict[str, str]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 async def test_a_create_killed_in_flight_is_listed_refused_without_force_new_and_found_in_history(
-    tmp_path: Path, state_dir: Path
+    tmp_path: Path, state_dir: Path, ledger_backend: LedgerFactory
 ) -> None:
     """kill -9 while the POST is unanswered; the restarted server knows the create may exist, then finds it."""
     # The servers run on the real clock: PiAPI's history must hold the task near that time.
@@ -89,6 +89,8 @@ async def test_a_create_killed_in_flight_is_listed_refused_without_force_new_and
     )
     async with serve_app_on_loopback(simulator.app) as sim_url:
         env = server_env(tmp_path, state_dir, sim_url)
+        if ledger_backend.url is not None:
+            env["PIAPI_LEDGER_URL"] = ledger_backend.url
         with anyio.fail_after(SCENARIO_TIMEOUT):
             with (tmp_path / "server-1.log").open("wb") as errlog:
                 async with spawn_stdio_server(env, errlog) as first, Client(first.transport) as client:
