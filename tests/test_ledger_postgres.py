@@ -95,6 +95,43 @@ async def test_claims_of_one_request_from_eight_replicas_at_once_grant_exactly_o
     assert all(outcome.in_flight for outcome in outcomes if outcome.claim is None)
 
 
+async def test_budgeted_claims_of_eight_different_requests_at_once_grant_only_what_the_budget_allows(
+    database: str, state_dir: Path
+) -> None:
+    """US$0.05 a day, eight replicas each claiming a different US$0.02 create together: exactly two are granted."""
+    ledgers = [PostgresLedger(database, state_dir=state_dir) for _ in range(8)]
+    outcomes: list[Any] = []
+    try:
+        for ledger in ledgers:
+            await ledger.start()
+
+        async def claim(index: int, ledger: PostgresLedger) -> None:
+            outcomes.append(
+                await ledger.claim(
+                    request_fingerprint("m", "t", {"prompt": str(index)}),
+                    tool="kontext_edit",
+                    model="m",
+                    task_type="t",
+                    task_input={},
+                    within_seconds=120,
+                    estimated_usd=0.02,
+                    budget_usd=0.05,
+                )
+            )
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for index, ledger in enumerate(ledgers):
+                    group.start_soon(claim, index, ledger)
+        spent = await ledgers[0].spent_usd()
+    finally:
+        await close_all(ledgers)
+
+    assert sum(outcome.claim is not None for outcome in outcomes) == 2
+    assert sorted(outcome.over_budget_spent for outcome in outcomes if outcome.claim is None) == [0.04] * 6
+    assert spent == 0.04
+
+
 async def test_three_replicas_sent_the_same_edit_at_once_create_it_once_and_all_answer_its_id(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, database: str, state_dir: Path
 ) -> None:
