@@ -217,8 +217,11 @@ class PostgresLedger:
                 return
             try:
                 await self._pool.open(wait=True, timeout=self._connect_timeout)
-                async with self._pool.connection() as conn, conn.transaction():
-                    await self._create_schema(conn)
+                async with self._pool.connection() as conn:
+                    async with conn.transaction():
+                        await self._create_schema(conn)
+                    if self._fallback_pending:
+                        await self._replay(conn)
             except LedgerSchemaTooNew:
                 await self._pool.close()
                 raise
@@ -227,7 +230,6 @@ class PostgresLedger:
                 self._pool = self._reopenable()
                 raise self._unavailable(err) from None
             self._started = True
-        await self._replay()
 
     def _reopenable(self) -> AsyncConnectionPool[Conn]:
         """A fresh, unopened pool like the one that failed (a closed pool cannot be opened again)."""
@@ -267,11 +269,12 @@ class PostgresLedger:
         """Run ``work`` in one transaction; database trouble becomes :class:`LedgerUnavailable`."""
         if not self._started:
             await self.start()
-        if self._fallback_pending:
-            await self._replay()
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                return await work(conn)
+            async with self._pool.connection() as conn:
+                if self._fallback_pending:
+                    await self._replay(conn)
+                async with conn.transaction():
+                    return await work(conn)
         except (psycopg.Error, OSError) as err:
             raise self._unavailable(err) from None
 
@@ -494,8 +497,12 @@ class PostgresLedger:
             "itself is unaffected."
         )
 
-    async def _replay(self) -> None:
-        """Write the fallback file's rows to the database, then empty it; trouble leaves it for later."""
+    async def _replay(self, conn: Conn) -> None:
+        """Write the fallback file's rows to the database on ``conn``, then empty the file.
+
+        Runs before any other work on a connection while the file holds rows, so nothing reads the
+        ledger without them once the database answers again.
+        """
         path = self.fallback_path
         if path is None:
             return
@@ -503,14 +510,10 @@ class PostgresLedger:
             if not self._fallback_pending:
                 return
             text = await anyio.to_thread.run_sync(_read_text, path)
-            rows = [_FallbackRow(**json.loads(line)) for line in text.splitlines() if line.strip()]
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    for row in rows:
-                        await row.apply(conn)
-            except (psycopg.Error, OSError):
-                logger.info("the task ledger's database is still out; %d task(s) wait in %s", len(rows), path)
-                return
+            rows = _parse_rows(text, path)
+            async with conn.transaction():
+                for row in rows:
+                    await row.apply(conn)
             await anyio.to_thread.run_sync(_truncate_synced, path)
             self._fallback_pending = False
         if rows:
@@ -695,6 +698,19 @@ class _FallbackRow:
                 self.estimated_usd,
             ),
         )
+
+
+def _parse_rows(text: str, path: Path) -> list[_FallbackRow]:
+    """The fallback file's rows; a line that is not one (torn by a crash mid-append) is logged and skipped."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(_FallbackRow(**json.loads(line)))
+        except (ValueError, TypeError):
+            logger.warning("skipped an unreadable line of %s: %.200s", path, line)
+    return rows
 
 
 async def _exists(conn: Conn, task_id: str) -> bool:
