@@ -119,6 +119,10 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{name}:***@{host}").geturl()
 
 
+#: Passwords whose redactor is installed on the database libraries' loggers (one each, however many ledgers).
+_REDACTED: set[str] = set()
+
+
 class _Redactor(logging.Filter):
     """Takes the password out of every log record of the database libraries (their own warnings)."""
 
@@ -158,7 +162,8 @@ class PostgresLedger:
         except ValueError:
             password = None
         self._password = password
-        if password:
+        if password and password not in _REDACTED:
+            _REDACTED.add(password)
             redactor = _Redactor(password)
             for name in ("psycopg", "psycopg.pool"):
                 logging.getLogger(name).addFilter(redactor)
