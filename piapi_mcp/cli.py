@@ -215,7 +215,8 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
 
     Raises:
         ConfigError: an HTTP transport on a non-loopback ``host`` without a token, or with a token a
-            header cannot carry (raised before anything is bound).
+            header cannot carry (raised before anything is bound); a ``PIAPI_LEDGER_URL`` database
+            that cannot be reached, or that a newer piapi-mcp set up.
     """
     if transport != "stdio":
         # Only HTTP hosting needs uvicorn and its checks: a stdio start does not import them.
@@ -226,8 +227,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         check_bind(host, config.auth_token, config.insecure_no_auth)
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
-    from piapi_mcp.ledger import FILE_NAME as LEDGER_FILE
-    from piapi_mcp.ledger import TaskLedger
+    from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
@@ -235,7 +235,12 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     async with _piapi_client(config) as (client, simulated):
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
         output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
-        ledger_path = None if simulated else config.state_dir / LEDGER_FILE
+        ledger: Ledger = TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
+        try:
+            await ledger.start()
+        except LEDGER_ERRORS as err:
+            # Its sentence names the database with the password hidden, and says what to do.
+            raise ConfigError(str(err)) from None
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
@@ -246,7 +251,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
                 # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
                 priors=_sandbox_priors(config) if simulated else None,
             ),
-            ledger=TaskLedger(None) if ledger_path is None else TaskLedger.open(ledger_path),
+            ledger=ledger,
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
             # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
@@ -265,7 +270,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             )
         logger.info(
             "task ledger: %s; outputs saved to: %s",
-            ledger_path or "in memory (sandbox: forgotten on exit)",
+            getattr(ledger, "shown_url", None) or ledger.path or "in memory (sandbox: forgotten on exit)",
             output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
         )
         if transport == "stdio":
@@ -330,8 +335,20 @@ async def doctor(config: Config) -> int:
             checks.append((False, f"image folder: {folder} is not readable"))
         else:
             checks.append((True, f"image folder: {folder} is readable"))
-    ledger = TaskLedger.open(config.state_dir / LEDGER_FILE)
-    if ledger.notice:
+    if config.ledger_url:
+        from piapi_mcp.ledger import LEDGER_ERRORS
+        from piapi_mcp.ledger_pg import PostgresLedger
+
+        database = PostgresLedger(config.ledger_url, state_dir=config.state_dir)
+        try:
+            await database.start()
+        except LEDGER_ERRORS as err:
+            checks.append((False, f"state: {err}"))
+        else:
+            checks.append((True, f"state: the task ledger's database answers ({database.shown_url})"))
+        finally:
+            await database.aclose()
+    elif (ledger := TaskLedger.open(config.state_dir / LEDGER_FILE)).notice:
         checks.append((False, f"state: {ledger.notice}"))
     else:
         checks.append((True, f"state: the task ledger opens ({config.state_dir / LEDGER_FILE})"))

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -40,6 +40,9 @@ HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
 MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
 
 
+#: A ``postgresql://`` URL: the task ledger is that database (shared by replicas), not SQLite.
+LEDGER_URL_ENV: Final = "PIAPI_LEDGER_URL"
+
 LOG_LEVEL_ENV: Final = "PIAPI_LOG_LEVEL"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_LOG_LEVEL: Final = "INFO"
@@ -59,6 +62,11 @@ SETTINGS: Final[tuple[tuple[str, str], ...]] = (
         f"{', '.join(LOG_LEVELS).lower()} (default {DEFAULT_LOG_LEVEL.lower()}); --log-level wins",
     ),
     ("PIAPI_STATE_DIR", "where the task ledger and learnt durations are kept (default: a per-user folder)"),
+    (
+        LEDGER_URL_ENV,
+        "postgresql://user:password@host/db to keep the task ledger in PostgreSQL, shared by replicas "
+        "(default: SQLite in PIAPI_STATE_DIR)",
+    ),
     ("PIAPI_BASE_URL", f"PiAPI's address (default {DEFAULT_BASE_URL})"),
     (
         "PIAPI_UPLOAD_URL",
@@ -135,6 +143,8 @@ class Config:
     allow_private_outputs: bool = False
     #: ``PIAPI_DAILY_BUDGET_USD``: most US$ this server's tasks may cost in any 24 h; ``None``: no limit.
     daily_budget_usd: float | None = None
+    #: ``PIAPI_LEDGER_URL``: the PostgreSQL ledger's URL (it may hold a password: never shown as is).
+    ledger_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -200,6 +210,7 @@ class Config:
             preview=switch("PIAPI_PREVIEW"),
             allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
             daily_budget_usd=daily_budget(env.get(DAILY_BUDGET_ENV)),
+            ledger_url=ledger_url(env.get(LEDGER_URL_ENV)),
         )
 
 
@@ -243,6 +254,24 @@ def daily_budget(raw: str | None) -> float | None:
             f"{DAILY_BUDGET_ENV} must be between 0 and {MAX_DAILY_BUDGET_USD:,.0f} US dollars (got {text})."
         )
     return value
+
+
+def ledger_url(raw: str | None) -> str | None:
+    """``PIAPI_LEDGER_URL`` (``None`` when unset or empty).
+
+    Raises:
+        ConfigError: not a ``postgresql://`` URL (the sentence never repeats the value: it may hold
+            a password).
+    """
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not text.lower().startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{LEDGER_URL_ENV} must be a postgresql:// URL (e.g. postgresql://piapi:secret@db/piapi), "
+            "or unset for the SQLite ledger."
+        )
+    return text
 
 
 def default_output_dir() -> Path:

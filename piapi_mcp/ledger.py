@@ -17,6 +17,10 @@ same request, so of two processes racing the same edit exactly one may send it. 
 with an id the row becomes the task (:meth:`~TaskLedger.resolve_claim`); when PiAPI refused, the
 row is dropped (:meth:`~TaskLedger.release_claim`); when the answer was lost (or the process died
 while the create was in flight) it stays as ``unknown``: PiAPI *may* have created the task.
+
+:class:`Ledger` is the interface every backend follows: :class:`TaskLedger` (SQLite, the default) and
+:class:`piapi_mcp.ledger_pg.PostgresLedger` (``PIAPI_LEDGER_URL=postgresql://…``, several replicas on
+one database); :func:`open_ledger` picks one.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -103,6 +107,22 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 
 
+class LedgerError(Exception):
+    """A ledger backend could not do what was asked (its message is one sentence, with no secret)."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger's database could not be reached or answered with an error."""
+
+
+class LedgerSchemaTooNew(LedgerError):
+    """The database was set up by a newer piapi-mcp than this one; nothing is changed in it."""
+
+
+#: What a ledger call may raise when the ledger cannot be used (callers log it, or refuse a budgeted create).
+LEDGER_ERRORS: Final[tuple[type[Exception], ...]] = (sqlite3.Error, OSError, LedgerError)
+
+
 class LedgerEntry(BaseModel):
     """One task as the ledger remembers it."""
 
@@ -155,6 +175,118 @@ class ClaimOutcome:
     in_flight: bool = False
     #: Set when the daily budget refused the create: what the last 24 h already cost (US$).
     over_budget_spent: float | None = None
+
+
+class Ledger(Protocol):
+    """What the server needs of a task ledger, whatever keeps it (see :class:`TaskLedger`'s methods).
+
+    Every method may raise one of :data:`LEDGER_ERRORS`. ``resolve_claim`` and ``record_created``
+    return a sentence for the caller when the task id was kept somewhere other than the ledger (a
+    database outage: it is written there later), else ``None``.
+    """
+
+    #: A sentence saying the ledger is not the usual one (moved aside, in memory), or ``None``.
+    notice: str | None
+
+    @property
+    def path(self) -> Path | None:
+        """The ledger's file on this machine, or ``None`` (in memory, or a database)."""
+        ...
+
+    async def start(self) -> None:
+        """Make the ledger ready (connect, create or check its schema); raises :data:`LEDGER_ERRORS`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the ledger's connections; it is not used afterwards."""
+        ...
+
+    async def claim(
+        self,
+        fingerprint: str,
+        *,
+        tool: str,
+        model: str,
+        task_type: str,
+        task_input: dict[str, Any],
+        within_seconds: float,
+        estimated_usd: float | None = None,
+        budget_usd: float | None = None,
+    ) -> ClaimOutcome:
+        """See :meth:`TaskLedger.claim`."""
+        ...
+
+    async def set_claim_input(self, claim: Claim, task_input: dict[str, Any]) -> None:
+        """See :meth:`TaskLedger.set_claim_input`."""
+        ...
+
+    async def resolve_claim(self, claim: Claim, task: Task) -> str | None:
+        """See :meth:`TaskLedger.resolve_claim`."""
+        ...
+
+    async def release_claim(self, claim: Claim) -> None:
+        """See :meth:`TaskLedger.release_claim`."""
+        ...
+
+    async def mark_unknown(self, claim: Claim, note: str = NOTE_MAY_EXIST) -> None:
+        """See :meth:`TaskLedger.mark_unknown`."""
+        ...
+
+    async def recover(self, placeholder: str, task: Task) -> bool:
+        """See :meth:`TaskLedger.recover`."""
+        ...
+
+    async def mark_gone(self, task_id: str) -> bool:
+        """See :meth:`TaskLedger.mark_gone`."""
+        ...
+
+    async def record_created(
+        self,
+        task: Task,
+        *,
+        tool: str,
+        task_input: dict[str, Any],
+        fingerprint: str,
+        estimated_usd: float | None = None,
+    ) -> str | None:
+        """See :meth:`TaskLedger.record_created`."""
+        ...
+
+    async def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
+        """See :meth:`TaskLedger.record_seen`."""
+        ...
+
+    async def get(self, task_id: str) -> LedgerEntry | None:
+        """See :meth:`TaskLedger.get`."""
+        ...
+
+    async def recent(self, *, status: str | None = None, limit: int = 20) -> list[LedgerEntry]:
+        """See :meth:`TaskLedger.recent`."""
+        ...
+
+    async def find_recent_request(self, fingerprint: str, *, within_seconds: float) -> LedgerEntry | None:
+        """See :meth:`TaskLedger.find_recent_request`."""
+        ...
+
+    async def spent_usd(self) -> float:
+        """See :meth:`TaskLedger.spent_usd`."""
+        ...
+
+    async def known_ids(self, task_ids: list[str]) -> set[str]:
+        """See :meth:`TaskLedger.known_ids`."""
+        ...
+
+
+def open_ledger(url: str | None, state_dir: Path, clock: Clock | None = None) -> Ledger:
+    """The ledger the settings ask for: PostgreSQL at ``url``, else SQLite in ``state_dir``; never connects.
+
+    Call :meth:`Ledger.start` before use: it connects, and creates or checks the schema.
+    """
+    if url:
+        from piapi_mcp.ledger_pg import PostgresLedger
+
+        return PostgresLedger(url, clock, state_dir=state_dir)
+    return TaskLedger.open(state_dir / FILE_NAME, clock)
 
 
 @dataclass(eq=False)
@@ -290,6 +422,13 @@ class TaskLedger:
         with self._db_lock:
             self._db.close()
 
+    async def start(self) -> None:
+        """Nothing to do: the file was opened (and its schema made) by the constructor."""
+
+    async def aclose(self) -> None:
+        """:meth:`close`, for the :class:`Ledger` interface."""
+        self.close()
+
     async def _run(self, work: Work[T], *, writes: bool = True) -> T:
         """Run ``work`` in the writer's next batch; returns once that batch is committed."""
         job: _Job[T] = _Job(work, writes)
@@ -412,8 +551,11 @@ class TaskLedger:
             lambda db: db.execute("UPDATE tasks SET input_json = ?, updated_at = ? WHERE task_id = ?", params)
         )
 
-    async def resolve_claim(self, claim: Claim, task: Task) -> None:
-        """PiAPI answered with ``task``: the intent row becomes the task's row (committed on return)."""
+    async def resolve_claim(self, claim: Claim, task: Task) -> str | None:
+        """PiAPI answered with ``task``: the intent row becomes the task's row (committed on return).
+
+        Returns ``None`` (SQLite has no fallback: trouble raises, and the caller logs it).
+        """
         params = (
             task.task_id,
             task.model,
@@ -433,6 +575,7 @@ class TaskLedger:
             )
         finally:
             _forget(claim)
+        return None
 
     async def release_claim(self, claim: Claim) -> None:
         """PiAPI refused the create (nothing was made): forget the intent."""
@@ -495,8 +638,11 @@ class TaskLedger:
         task_input: dict[str, Any],
         fingerprint: str,
         estimated_usd: float | None = None,
-    ) -> None:
-        """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing."""
+    ) -> str | None:
+        """Record a task PiAPI has just accepted, as first seen; recording the same id again does nothing.
+
+        Returns ``None`` (see :meth:`resolve_claim`).
+        """
         now = self._now()
         params = (
             task.task_id,
@@ -518,6 +664,7 @@ class TaskLedger:
                 params,
             )
         )
+        return None
 
     async def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
         """Store the latest state of a task the ledger knows; returns whether it knew it.

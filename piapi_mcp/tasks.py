@@ -12,7 +12,6 @@ as a :class:`Call`.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -34,9 +33,11 @@ from piapi_mcp.errors import (
     PiAPIError,
 )
 from piapi_mcp.ledger import (
+    LEDGER_ERRORS,
     UNKNOWN_TASK_PREFIX,
     Claim,
     ClaimOutcome,
+    Ledger,
     LedgerEntry,
     TaskLedger,
     request_fingerprint,
@@ -91,7 +92,7 @@ class ServerSettings:
     clock: Clock = field(default_factory=SystemClock)
     estimator: DurationEstimator = field(default_factory=DurationEstimator)
     #: Where created tasks are recorded; ``None`` keeps an in-memory ledger (tests, one-off runs).
-    ledger: TaskLedger | None = None
+    ledger: Ledger | None = None
     #: An identical create within this many seconds returns the existing task (0 turns it off).
     dedup_seconds: float = DEFAULT_DEDUP_SECONDS
     #: Folders local files may be read from (besides the client's roots, when those are used).
@@ -283,7 +284,7 @@ class TaskService:
         self.client = client
         self.settings = settings
         self.clock = settings.clock
-        self.ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
+        self.ledger: Ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
         #: When each unknown create was last looked for in PiAPI's history (clock.monotonic()).
         self._recovery_tried: dict[str, float] = {}
@@ -318,13 +319,15 @@ class TaskService:
         started = self.clock.monotonic()
         fingerprint = request_fingerprint(request.model, request.task_type, request.input)
         existing: LedgerEntry | None = None
+        #: Set when the task id went to the ledger's local fallback (its database was out).
+        kept: str | None = None
         # Identical calls in this process queue here; other processes meet the ledger's claim instead.
         async with self._request_lock(fingerprint):
             for _ in range(2):  # a second round only when the task found is one PiAPI no longer knows
                 outcome = await self._claim(request, fingerprint, force_new=force_new)
                 existing = outcome.existing
                 if existing is None:
-                    task = await self._create(outcome.claim, request, call, fingerprint)
+                    task, kept = await self._create(outcome.claim, request, call, fingerprint)
                     break
                 if existing.may_exist:
                     break
@@ -363,12 +366,14 @@ class TaskService:
         followed = await self._follow(
             task, call, started=started, created_at=self.clock.monotonic(), budget=budget
         )
+        unpriced = None
         if self.settings.daily_budget_usd is not None and request.price_usd is None:
             unpriced = (
                 f"piapi-mcp knows no price for {request.model} {request.task_type}, so the daily budget "
                 "counted it at US$0 until PiAPI reports what it charged."
             )
-            return replace(followed, note="\n".join(filter(None, [followed.note, unpriced])))
+        if unpriced or kept:
+            return replace(followed, note="\n".join(filter(None, [followed.note, kept, unpriced])))
         return followed
 
     async def _claim(self, request: CreateRequest, fingerprint: str, *, force_new: bool) -> ClaimOutcome:
@@ -395,7 +400,7 @@ class TaskService:
                         budget_usd=budget,
                     )
                 )
-            except (sqlite3.Error, OSError) as err:
+            except LEDGER_ERRORS as err:
                 if budget is not None:
                     raise CallFailed(
                         f"The task ledger could not be read ({type(err).__name__}), so the daily budget "
@@ -423,8 +428,11 @@ class TaskService:
 
     async def _create(
         self, claim: Claim | None, request: CreateRequest, call: Call, fingerprint: str
-    ) -> Task:
-        """Send the create under ``claim``; its intent row becomes the task, is dropped, or stays unknown."""
+    ) -> tuple[Task, str | None]:
+        """Send the create under ``claim``; its intent row becomes the task, is dropped, or stays unknown.
+
+        Returns the task, and the ledger's sentence when its id was kept outside the ledger for now.
+        """
 
         async def settle(write: Callable[[Claim], Awaitable[object]]) -> None:
             if claim is not None:
@@ -455,9 +463,11 @@ class TaskService:
             raise
         logger.info("created PiAPI task %s (%s)", task.task_id, task.task_type)
         if claim is not None:
-            await settle(lambda held: self.ledger.resolve_claim(held, task))
+            held = claim
+            with anyio.CancelScope(shield=True):
+                kept = await self._ledger(lambda: self.ledger.resolve_claim(held, task))
         else:
-            await self._write_ledger(
+            kept = await self._ledger(
                 lambda: self.ledger.record_created(
                     task,
                     tool=request.tool,
@@ -467,7 +477,7 @@ class TaskService:
                 ),
                 key=task.task_id,
             )
-        return task
+        return task, kept
 
     async def _recover(self, entry: LedgerEntry) -> LedgerEntry | None:
         """Find an ``unknown`` create in PiAPI's task history by its time and input; record and return it."""
@@ -574,7 +584,7 @@ class TaskService:
         """:meth:`_ledger_raw`, with ledger trouble (disk full, permissions) logged, never failing a call."""
         try:
             return await self._ledger_raw(call, key=key)
-        except (sqlite3.Error, OSError):
+        except LEDGER_ERRORS:
             logger.warning("could not use the task ledger", exc_info=True)
             return None
 
@@ -590,7 +600,7 @@ class TaskService:
         """
         try:
             entries = await self._ledger_raw(lambda: self.ledger.recent(status=status, limit=limit))
-        except (sqlite3.Error, OSError) as err:
+        except LEDGER_ERRORS as err:
             raise CallFailed(f"The task ledger could not be read ({type(err).__name__}).") from err
         unknown = [entry for entry in entries if entry.may_exist][:RECOVERIES_PER_LISTING]
         recovered = [found for entry in unknown if (found := await self._recover(entry)) is not None]

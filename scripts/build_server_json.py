@@ -27,6 +27,7 @@ from piapi_mcp.config import (
     ALLOWED_ORIGINS_ENV,
     AUTH_TOKEN_ENV,
     HEADER_TIMEOUT_ENV,
+    LEDGER_URL_ENV,
     MAX_CONNECTIONS_ENV,
     SETTINGS,
 )
@@ -41,7 +42,15 @@ OWNER: Final = "piapi-mcp"
 SECRET_SETTINGS: Final = frozenset({"PIAPI_API_KEY"})
 #: Settings only the HTTP transports read.
 HTTP_ONLY_SETTINGS: Final = frozenset(
-    {AUTH_TOKEN_ENV, ALLOWED_HOSTS_ENV, ALLOWED_ORIGINS_ENV, HEADER_TIMEOUT_ENV, MAX_CONNECTIONS_ENV}
+    {
+        AUTH_TOKEN_ENV,
+        ALLOWED_HOSTS_ENV,
+        ALLOWED_ORIGINS_ENV,
+        HEADER_TIMEOUT_ENV,
+        MAX_CONNECTIONS_ENV,
+        # a team's deployment (replicas over HTTP); it holds a password (the registry's one secret: the key)
+        LEDGER_URL_ENV,
+    }
 )
 
 

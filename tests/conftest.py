@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from piapi_mcp import (
 )
 from piapi_mcp.hosting import HttpTransport, build_http_app
 from piapi_mcp.loopback import serve_app_on_loopback
+from tests.postgres import LedgerFactory, PostgresServer, find_bin_dir, unavailable
 
 API_KEY = "test-key-0123456789abcdef"
 SIM_BASE_URL = "http://piapi.test"
@@ -87,6 +88,8 @@ def make_server(
         jitter=lambda: 0.5,
     )
     settings.setdefault("resolver", resolver_for(TEST_HOSTS))
+    if _BACKENDS and _BACKENDS[-1].kind != "sqlite":
+        settings.setdefault("ledger", _BACKENDS[-1].make(clock))
     return create_server(client, ServerSettings(clock=clock, **settings))
 
 
@@ -152,3 +155,51 @@ async def mcp_client(
     server = make_server(simulator, clock, http)
     async with Client(server, raise_exceptions=True, mode=request.param) as client:
         yield client
+
+
+# --- ledger backends (SQLite, PostgreSQL) ------------------------------------------------------------
+
+#: The running test's ``ledger_backend``: servers ``make_server`` builds without a ledger use it.
+_BACKENDS: list[LedgerFactory] = []
+
+
+def current_backend() -> LedgerFactory | None:
+    """The running test's ``ledger_backend``, if it uses one."""
+    return _BACKENDS[-1] if _BACKENDS else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster for the session (skipped where PostgreSQL is absent, failed under CI)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        unavailable("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin)")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        unavailable("psycopg and psycopg-pool are not installed (pip install -e '.[dev]')")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def ledger_backend(request: pytest.FixtureRequest, state_dir: Path) -> AsyncIterator[LedgerFactory]:
+    """The test's ledgers on each backend; servers built by ``make_server`` use it by default."""
+    if request.param == "sqlite":
+        factory = LedgerFactory("sqlite", state_dir)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        factory = LedgerFactory("postgres", state_dir, server.new_database())
+    _BACKENDS.append(factory)
+    try:
+        yield factory
+    finally:
+        _BACKENDS.remove(factory)
+        await factory.close()

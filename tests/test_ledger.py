@@ -14,11 +14,12 @@ from mcp.types import TextResourceContents
 from starlette.types import Receive, Scope, Send
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.ledger import TaskLedger
 from tests.conftest import SIM_BASE_URL, make_server
+from tests.postgres import LedgerFactory
 from tests.test_kontext_edit import EDIT, text_of
 
-pytestmark = pytest.mark.anyio
+#: Every test here runs on each ledger backend (SQLite, PostgreSQL).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("ledger_backend")]
 
 
 async def test_a_retried_identical_edit_within_the_window_reuses_the_first_task(
@@ -147,14 +148,20 @@ async def test_tasks_resource_lists_the_ledger_as_json(mcp_client: Client) -> No
 
 
 async def test_the_ledger_on_disk_survives_a_new_server(
-    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, tmp_path: Path
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    tmp_path: Path,
+    ledger_backend: LedgerFactory,
 ) -> None:
-    """A second server over the same ledger file knows the first one's tasks and dedups against them."""
+    """A second server over the same ledger (file or database) knows the first one's tasks and dedups against them."""
     path = tmp_path / "tasks.sqlite3"
-    async with Client(make_server(simulator, clock, http, ledger=TaskLedger(path, clock=clock))) as first:
+    ledger = ledger_backend.make(clock, path)
+    async with Client(make_server(simulator, clock, http, ledger=ledger)) as first:
         made = await first.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
 
-    async with Client(make_server(simulator, clock, http, ledger=TaskLedger(path, clock=clock))) as second:
+    ledger = ledger_backend.make(clock, path)
+    async with Client(make_server(simulator, clock, http, ledger=ledger)) as second:
         listed = (await second.call_tool("list_tasks", {})).structured_content or {}
         again = await second.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
 

@@ -36,6 +36,7 @@ from piapi_mcp.loopback import serve_app_on_loopback
 from piapi_mcp.server import UNKNOWN_TASK_PREFIX
 from piapi_mcp.simulator import SimulatedTask
 from tests.conftest import API_KEY, SIM_BASE_URL, make_server
+from tests.postgres import LedgerFactory
 from tests.test_kontext_edit import EDIT, text_of
 from tests.test_restart import spawn_stdio_server
 
@@ -77,7 +78,7 @@ def server_env(tmp_path: Path, state_dir: Path, sim_url: str) -> dict[str, str]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 async def test_a_create_killed_in_flight_is_listed_refused_without_force_new_and_found_in_history(
-    tmp_path: Path, state_dir: Path
+    tmp_path: Path, state_dir: Path, ledger_backend: LedgerFactory
 ) -> None:
     """kill -9 while the POST is unanswered; the restarted server knows the create may exist, then finds it."""
     # The servers run on the real clock: PiAPI's history must hold the task near that time.
@@ -88,6 +89,8 @@ async def test_a_create_killed_in_flight_is_listed_refused_without_force_new_and
     )
     async with serve_app_on_loopback(simulator.app) as sim_url:
         env = server_env(tmp_path, state_dir, sim_url)
+        if ledger_backend.url is not None:
+            env["PIAPI_LEDGER_URL"] = ledger_backend.url
         with anyio.fail_after(SCENARIO_TIMEOUT):
             with (tmp_path / "server-1.log").open("wb") as errlog:
                 async with spawn_stdio_server(env, errlog) as first, Client(first.transport) as client:
@@ -138,7 +141,11 @@ async def test_a_create_killed_in_flight_is_listed_refused_without_force_new_and
 
 
 async def test_a_create_answered_without_a_task_id_may_exist_and_is_not_paid_again(
-    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    state_dir: Path,
+    ledger_backend: LedgerFactory,
 ) -> None:
     """A 200 with no task id is "may have been created": listed, refused without force_new, then recovered."""
     answers = 0
@@ -150,7 +157,7 @@ async def test_a_create_answered_without_a_task_id_may_exist_and_is_not_paid_aga
 
     simulator.controls.tamper = drop_first_id
     simulator.controls.history_enabled = False
-    ledger = TaskLedger(state_dir / "tasks.sqlite3", clock=clock)
+    ledger = ledger_backend.make(clock, state_dir / "tasks.sqlite3")
     async with Client(make_server(simulator, clock, http, ledger=ledger)) as client:
         first = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
         assert first.is_error and MAY_HAVE in text_of(first), text_of(first)
@@ -210,13 +217,17 @@ async def test_the_task_history_is_read_from_any_of_its_documented_shapes(
 
 
 async def test_two_servers_sharing_a_ledger_racing_the_same_edit_create_it_once(
-    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    state_dir: Path,
+    ledger_backend: LedgerFactory,
 ) -> None:
     """The second server meets the first one's claim, waits for its task id, and follows that task."""
     hold = CreateHold()
     simulator.controls.create_gate = hold
     path = state_dir / "tasks.sqlite3"
-    servers = [make_server(simulator, clock, http, ledger=TaskLedger(path, clock=clock)) for _ in range(2)]
+    servers = [make_server(simulator, clock, http, ledger=ledger_backend.make(clock, path)) for _ in range(2)]
     results: dict[int, Any] = {}
     async with Client(servers[0]) as first, Client(servers[1]) as second:
 
@@ -282,6 +293,7 @@ def test_claims_of_one_edit_from_many_threads_at_once_grant_exactly_one(state_di
 # --- a task PiAPI no longer knows ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ledger_backend")
 async def test_a_task_piapi_no_longer_knows_is_unknown_and_not_reused(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient
 ) -> None:

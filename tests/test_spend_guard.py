@@ -20,10 +20,12 @@ from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.catalog import CATALOG
 from piapi_mcp.config import ConfigError, daily_budget
 from piapi_mcp.ledger import FILE_NAME, TaskLedger
-from tests.conftest import make_server
+from tests.conftest import current_backend, make_server
 from tests.helpers import EDIT, text_of
 
 pytestmark = pytest.mark.anyio
+#: Runs the test on each ledger backend (SQLite, PostgreSQL); the others are about SQLite files.
+BOTH_BACKENDS = pytest.mark.usefixtures("ledger_backend")
 
 OTHER_EDIT = {**EDIT, "prompt": "make the sea green"}
 THIRD_EDIT = {**EDIT, "prompt": "add a red kite"}
@@ -37,7 +39,9 @@ def budget_server(
     budget: float | None,
 ) -> Any:
     """A server on the test's state folder's ledger file (as a real one keeps it), with ``budget``."""
-    ledger = TaskLedger.open(state_dir / FILE_NAME, clock)
+    backend = current_backend()
+    path = state_dir / FILE_NAME
+    ledger = backend.make(clock, path) if backend is not None else TaskLedger.open(path, clock)
     return make_server(simulator, clock, http, ledger=ledger, daily_budget_usd=budget)
 
 
@@ -46,6 +50,7 @@ def creates(simulator: PiAPISimulator) -> int:
     return simulator.requests.count(("POST", "/api/v1/task"))
 
 
+@BOTH_BACKENDS
 async def test_a_create_under_the_budget_runs_and_reports_its_cost(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -59,6 +64,7 @@ async def test_a_create_under_the_budget_runs_and_reports_its_cost(
     assert "Cost: US$0.02 charged by PiAPI (listed price US$0.02)." in text_of(result)
 
 
+@BOTH_BACKENDS
 async def test_a_create_over_the_budget_is_refused_in_one_sentence_with_nothing_sent(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -76,6 +82,7 @@ async def test_a_create_over_the_budget_is_refused_in_one_sentence_with_nothing_
     assert len(simulator.requests) == sent_before and simulator.created_count == 1
 
 
+@BOTH_BACKENDS
 async def test_the_spend_of_a_previous_server_on_the_same_state_folder_counts(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -93,6 +100,7 @@ async def test_the_spend_of_a_previous_server_on_the_same_state_folder_counts(
     assert (account.structured_content or {})["spent_24h_usd"] == pytest.approx(0.02)
 
 
+@BOTH_BACKENDS
 async def test_force_new_does_not_bypass_the_budget_but_reusing_the_same_request_costs_nothing(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -108,6 +116,7 @@ async def test_force_new_does_not_bypass_the_budget_but_reusing_the_same_request
     assert creates(simulator) == 1
 
 
+@BOTH_BACKENDS
 async def test_spending_older_than_24_hours_no_longer_counts(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -123,6 +132,7 @@ async def test_spending_older_than_24_hours_no_longer_counts(
     assert creates(simulator) == 2
 
 
+@BOTH_BACKENDS
 async def test_a_create_in_flight_in_another_server_counts_at_its_estimate(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
@@ -187,6 +197,7 @@ async def test_an_older_ledger_gets_the_estimate_column_and_its_charged_tasks_co
     assert [task["task_id"] for task in (listed.structured_content or {})["tasks"]] == ["old-1"]
 
 
+@BOTH_BACKENDS
 async def test_a_pair_without_a_known_price_runs_with_a_note_until_the_budget_is_spent(
     simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
 ) -> None:
