@@ -193,6 +193,12 @@ class Ledger(Protocol):
         """The ledger's file on this machine, or ``None`` (in memory, or a database)."""
         ...
 
+    @property
+    def location(self) -> str | None:
+        """Where the ledger lives, for people: its file, its database's URL without the password, or
+        ``None`` when it is kept in memory."""
+        ...
+
     async def start(self) -> None:
         """Make the ledger ready (connect, create or check its schema); raises :data:`LEDGER_ERRORS`."""
         ...
@@ -408,6 +414,11 @@ class TaskLedger:
     def path(self) -> Path | None:
         """The SQLite file, or ``None`` for an in-memory ledger."""
         return self._path
+
+    @property
+    def location(self) -> str | None:
+        """The ledger's file, or ``None`` when it is kept in memory."""
+        return None if self._path is None else str(self._path)
 
     def _now(self) -> float:
         return self._clock.now().timestamp()

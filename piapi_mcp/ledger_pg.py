@@ -196,6 +196,11 @@ class PostgresLedger:
         """``None``: the ledger is a database, not a file on this machine."""
         return None
 
+    @property
+    def location(self) -> str | None:
+        """The database's URL, its password hidden."""
+        return self.shown_url
+
     def _now(self) -> float:
         return self._clock.now().timestamp()
 

@@ -50,7 +50,9 @@ class TaskList(BaseModel):
     """The tasks this server has created, newest first (``list_tasks``'s structured content)."""
 
     tasks: list[LedgerEntry] = Field(description="Recorded tasks, newest first.")
-    ledger: str | None = Field(description="The ledger file on this machine (null when kept in memory).")
+    ledger: str | None = Field(
+        description="The ledger's file on this machine or its database (null when kept in memory)."
+    )
     ledger_notice: str | None = Field(
         default=None,
         description="Set when the ledger is not the usual file: it was unreadable and moved aside, or "
@@ -215,7 +217,7 @@ class Renderer:
         entries = listing.entries
         structured = TaskList(
             tasks=entries,
-            ledger=str(listing.ledger) if listing.ledger else None,
+            ledger=listing.ledger,
             ledger_notice=listing.notice,
         )
         if entries:

@@ -219,7 +219,8 @@ class Listing:
     """The ledger's recent entries, and whether the ledger is the usual file."""
 
     entries: list[LedgerEntry]
-    ledger: Path | None
+    #: Where the ledger lives (its file, or its database's URL without the password); ``None``: in memory.
+    ledger: str | None
     notice: str | None
 
 
@@ -404,8 +405,8 @@ class TaskService:
                 if budget is not None:
                     raise CallFailed(
                         f"The task ledger could not be read ({type(err).__name__}), so the daily budget "
-                        "(PIAPI_DAILY_BUDGET_USD) cannot be checked and nothing was sent; fix "
-                        "PIAPI_STATE_DIR or unset the budget."
+                        "(PIAPI_DAILY_BUDGET_USD) cannot be checked and nothing was sent; fix the ledger "
+                        "(PIAPI_STATE_DIR, or PIAPI_LEDGER_URL's database) or unset the budget."
                     ) from err
                 logger.warning("task ledger unusable; the create is sent unrecorded", exc_info=True)
                 return ClaimOutcome(None, None)
@@ -606,7 +607,7 @@ class TaskService:
         recovered = [found for entry in unknown if (found := await self._recover(entry)) is not None]
         if recovered:
             entries = await self._ledger_raw(lambda: self.ledger.recent(status=status, limit=limit))
-        return Listing(entries, self.ledger.path, self.ledger.notice)
+        return Listing(entries, self.ledger.location, self.ledger.notice)
 
     # --- looking up, cancelling ---------------------------------------------------------------------
 

@@ -318,3 +318,22 @@ def _closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def test_a_task_created_on_one_replica_is_listed_on_another_which_names_the_database_not_its_password(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, database: str, state_dir: Path
+) -> None:
+    """Replica B's ``list_tasks`` shows what A created, and says where the ledger is, password hidden."""
+    ledgers: list[PostgresLedger] = []
+    servers = [replica(simulator, clock, http, database, state_dir, ledgers) for _ in range(2)]
+    try:
+        async with Client(servers[0]) as a, Client(servers[1]) as b:
+            created = await a.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
+            listed = await b.call_tool("list_tasks", {})
+    finally:
+        await close_all(ledgers)
+
+    task_id = (created.structured_content or {})["task_id"]
+    listing = listed.structured_content or {}
+    assert [entry["task_id"] for entry in listing["tasks"]] == [task_id]
+    assert listing["ledger"] == redact_url(database) and PASSWORD not in str(listing)
