@@ -28,7 +28,10 @@ from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     HEADER_TIMEOUT_ENV,
     MAX_CONNECTIONS_ENV,
+    PUBLIC_URL_ENV,
     SETTINGS,
+    STATELESS_ENV,
+    WEBHOOK_SECRET_ENV,
 )
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -41,7 +44,16 @@ OWNER: Final = "piapi-mcp"
 SECRET_SETTINGS: Final = frozenset({"PIAPI_API_KEY"})
 #: Settings only the HTTP transports read.
 HTTP_ONLY_SETTINGS: Final = frozenset(
-    {AUTH_TOKEN_ENV, ALLOWED_HOSTS_ENV, ALLOWED_ORIGINS_ENV, HEADER_TIMEOUT_ENV, MAX_CONNECTIONS_ENV}
+    {
+        AUTH_TOKEN_ENV,
+        ALLOWED_HOSTS_ENV,
+        ALLOWED_ORIGINS_ENV,
+        HEADER_TIMEOUT_ENV,
+        MAX_CONNECTIONS_ENV,
+        STATELESS_ENV,
+        PUBLIC_URL_ENV,
+        WEBHOOK_SECRET_ENV,
+    }
 )
 
 
