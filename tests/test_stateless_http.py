@@ -141,4 +141,4 @@ def test_stateless_serving_is_refused_for_sse_with_a_sentence(capsys: pytest.Cap
         main(["--transport", "sse", "--stateless", "--port", "0"])
     assert stopped.value.code == 2
     error = capsys.readouterr().err
-    assert "--stateless" in error and "streamable-http" in error
+    assert "--stateless" in error and "SSE keeps a session per client" in error
