@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
@@ -357,3 +358,62 @@ async def test_the_create_asks_for_webhooks_only_when_hosted_over_http_with_a_pu
         }
         assert len(generated) >= 32
         assert (state_dir / "webhook-secret").stat().st_mode & 0o077 == 0
+
+
+async def test_a_stdio_server_never_asks_for_webhooks_even_with_a_public_url(
+    simulator: PiAPISimulator, state_dir: Path
+) -> None:
+    """PiAPI cannot reach a stdio server: with PIAPI_PUBLIC_URL set its creates carry no ``config``."""
+    script = Path(sys.executable).with_name("piapi-mcp")
+    command, args = (str(script), []) if script.exists() else (sys.executable, ["-m", "piapi_mcp"])
+    async with serve_app_on_loopback(simulator.app) as sim_url:
+        env = {
+            "PIAPI_API_KEY": API_KEY,
+            "PIAPI_BASE_URL": sim_url,
+            "PIAPI_PUBLIC_URL": "https://mcp.example.com",
+            "PIAPI_WEBHOOK_SECRET": SECRET,
+            "PATH": os.environ.get("PATH", ""),
+            "PIAPI_STATE_DIR": str(state_dir),
+            "PIAPI_OUTPUT_DIR": os.environ["PIAPI_OUTPUT_DIR"],
+        }
+        parameters = StdioServerParameters(command=command, args=[*args, "--log-level", "WARNING"], env=env)
+        with anyio.fail_after(30):
+            async with Client(parameters) as client:
+                started = _result(await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0}))
+    assert simulator.tasks[started["task_id"]].config == {}
+
+
+async def test_the_webhook_route_needs_its_secret_not_the_bearer_token_and_mcp_still_needs_the_token(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+) -> None:
+    """PiAPI has no bearer token: its webhooks pass on the secret alone, and /mcp stays behind the token."""
+    token = "t0k3n-" + "x" * 40
+    ledger = TaskLedger.open(state_dir / "tasks.sqlite3", clock=clock)
+    events = LocalTaskEvents()
+    target = WebhookTarget(ENDPOINT, SECRET)
+    server = make_server(simulator, clock, http, ledger=ledger, events=events, webhook=target)
+    receiver = WebhookReceiver(SECRET, ledger, events)
+    app = build_http_app(server, "streamable-http", token=token, webhooks=receiver)
+    simulator.controls.duration = 600
+    try:
+        async with (
+            httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url=PUBLIC) as hooks,
+            Client(server, raise_exceptions=True) as client,
+        ):
+            started = _result(await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0}))
+            data = await _task_data(http, started["task_id"], status="processing")
+            assert (await _hook(hooks, data)).status_code == 200
+            assert (await _hook(hooks, data, secret=None)).status_code == 401
+            with_token_only = await hooks.post(
+                WEBHOOK_PATH,
+                headers={"authorization": f"Bearer {token}"},
+                content=json.dumps({"data": data}).encode(),
+            )
+            assert with_token_only.status_code == 401
+            assert (await hooks.post("/mcp", json={})).status_code == 401
+            assert (
+                await hooks.post("/mcp", headers={"x-webhook-secret": SECRET}, json={})
+            ).status_code == 401
+    finally:
+        ledger.close()
+    assert receiver.taken == 1 and events.notified == 1
