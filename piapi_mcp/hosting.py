@@ -464,7 +464,9 @@ class WebhookReceiver:
             return 503, "The task ledger is unavailable; try again."
         self.taken += 1
         logger.info("webhook: PiAPI task %s is %s", task.task_id, task.status)
-        await self._events.notify(task.task_id)
+        # PiAPI also posts on log and output updates: only a new status or an end is worth a poll.
+        if task.done or task.status != entry.status:
+            await self._events.notify(task.task_id)
         return 200, ""
 
 

@@ -417,3 +417,18 @@ async def test_the_webhook_route_needs_its_secret_not_the_bearer_token_and_mcp_s
     finally:
         ledger.close()
     assert receiver.taken == 1 and events.notified == 1
+
+
+async def test_repeated_webhooks_without_a_new_status_wake_no_one(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+) -> None:
+    """PiAPI posts on log and output updates too: only a new status (or an end) triggers a poll."""
+    simulator.controls.duration = 600
+    async with deployment(simulator, clock, http, state_dir, webhooks=True) as dep:
+        task_id = await _created(dep, simulator)
+        processing = await _task_data(http, task_id, status="processing")
+        for _ in range(3):
+            assert (await _hook(dep.hooks, processing)).status_code == 200
+        assert dep.receiver.taken == 3 and dep.events.notified == 1
+        assert (await _hook(dep.hooks, {**processing, "status": "failed"})).status_code == 200
+        assert dep.events.notified == 2
