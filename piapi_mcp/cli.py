@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -29,12 +29,20 @@ from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
     LOG_LEVEL_ENV,
     LOG_LEVELS,
+    PUBLIC_URL_ENV,
+    WEBHOOK_PATH,
+    WEBHOOK_SECRET_ENV,
+    WEBHOOK_SECRET_FILE,
     Config,
     ConfigError,
     log_level,
     settings_help,
+    webhook_secret,
 )
 from piapi_mcp.loopback import serve_app_on_loopback
+
+if TYPE_CHECKING:
+    from piapi_mcp.tasks import WebhookTarget
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
 DEMO_PROMPT: Final = "make the sky purple and add the word Pineapple in big letters"
@@ -134,6 +142,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         help="a browser Origin allowed besides loopback, e.g. https://app.example.com (repeatable; "
         "replaces env PIAPI_MCP_ALLOWED_ORIGINS, comma-separated)",
     )
+    http.add_argument(
+        "--stateless",
+        action="store_true",
+        help="streamable-http without sessions, so any replica behind a load balancer answers any request "
+        "(env PIAPI_MCP_STATELESS=1); progress still streams on each call's response",
+    )
     parser.add_argument("--sandbox", action="store_true", help="use the built-in PiAPI simulator (no key)")
     parser.add_argument(
         "--base-url", default=None, help=f"PiAPI base URL (env PIAPI_BASE_URL; {DEFAULT_BASE_URL})"
@@ -225,8 +239,15 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         if config.auth_token:
             validate_token(config.auth_token)
         check_bind(host, config.auth_token, config.insecure_no_auth)
+        if config.stateless and transport != "streamable-http":
+            raise ConfigError(
+                "--stateless (PIAPI_MCP_STATELESS) applies to --transport streamable-http only; SSE keeps "
+                "a session per client."
+            )
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
+    webhook = _webhook_target(config, transport)
+    from piapi_mcp.events import LocalTaskEvents
     from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
@@ -262,6 +283,8 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
             relative_output_paths=transport != "stdio",
             daily_budget_usd=config.daily_budget_usd,
+            webhook=webhook,
+            events=LocalTaskEvents(),
         )
         server = create_server(client, settings)
         if config.api_key is None and not simulated:
@@ -270,15 +293,16 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             )
         logger.info(
             "task ledger: %s; outputs saved to: %s",
-            getattr(ledger, "shown_url", None) or ledger.path or "in memory (sandbox: forgotten on exit)",
+            ledger.location or "in memory (sandbox: forgotten on exit)",
             output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
         )
         if transport == "stdio":
             await server.run_stdio_async()
             return
-        from piapi_mcp.hosting import HttpLimits, build_http_app, serve_http
+        from piapi_mcp.hosting import HttpLimits, WebhookReceiver, build_http_app, serve_http
 
         limits = HttpLimits.from_env()
+        assert settings.ledger is not None
         app = build_http_app(
             server,
             "sse" if transport == "sse" else "streamable-http",
@@ -286,6 +310,10 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             token=config.auth_token,
             allowed_hosts=config.allowed_hosts,
             allowed_origins=config.allowed_origins,
+            stateless=config.stateless,
+            webhooks=None
+            if webhook is None
+            else WebhookReceiver(webhook.secret, settings.ledger, settings.events),
         )
         path = "/sse" if transport == "sse" else "/mcp"
         _log_http_security(config, host)
@@ -295,6 +323,35 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+def _webhook_target(config: Config, transport: str) -> WebhookTarget | None:
+    """Where PiAPI pushes task ends: only over HTTP with ``PIAPI_PUBLIC_URL`` set (logged, never the secret).
+
+    Raises:
+        ConfigError: the webhook secret cannot be read or kept (see ``config.webhook_secret``).
+    """
+    from piapi_mcp.tasks import WebhookTarget
+
+    if config.public_url is None:
+        return None
+    if transport == "stdio":
+        logger.info("stdio transport: %s is not used (PiAPI cannot reach a stdio server)", PUBLIC_URL_ENV)
+        return None
+    secret, generated = webhook_secret(config)
+    endpoint = f"{config.public_url}{WEBHOOK_PATH}"
+    logger.info(
+        "PiAPI webhooks on: task ends are pushed to %s (polling continues, less often, as the fallback)",
+        endpoint,
+    )
+    if generated:
+        logger.warning(
+            "webhook secret generated and kept in %s; replicas that do not share that folder must all "
+            "set %s to one value",
+            config.state_dir / WEBHOOK_SECRET_FILE,
+            WEBHOOK_SECRET_ENV,
+        )
+    return WebhookTarget(endpoint, secret)
 
 
 async def doctor(config: Config) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,15 @@ ALLOWED_HOSTS_ENV: Final = "PIAPI_MCP_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_ENV: Final = "PIAPI_MCP_ALLOWED_ORIGINS"
 HEADER_TIMEOUT_ENV: Final = "PIAPI_MCP_HEADER_TIMEOUT"
 MAX_CONNECTIONS_ENV: Final = "PIAPI_MCP_MAX_CONNECTIONS"
+STATELESS_ENV: Final = "PIAPI_MCP_STATELESS"
+PUBLIC_URL_ENV: Final = "PIAPI_PUBLIC_URL"
+WEBHOOK_SECRET_ENV: Final = "PIAPI_WEBHOOK_SECRET"
+#: Where PiAPI posts task webhooks, under ``PIAPI_PUBLIC_URL`` (served by ``hosting.WebhookReceiver``).
+WEBHOOK_PATH: Final = "/webhooks/piapi"
+#: The file in the state folder holding the generated webhook secret (when none is set).
+WEBHOOK_SECRET_FILE: Final = "webhook-secret"
+#: A webhook secret shorter than this is refused: it is all that guards the route.
+MIN_WEBHOOK_SECRET_LENGTH: Final = 16
 
 
 #: A ``postgresql://`` URL: the task ledger is that database (shared by replicas), not SQLite.
@@ -85,6 +95,19 @@ SETTINGS: Final[tuple[tuple[str, str], ...]] = (
     (ALLOWED_ORIGINS_ENV, "HTTP transports: extra browser Origins accepted, comma-separated"),
     (HEADER_TIMEOUT_ENV, "HTTP transports: seconds a request's headers may take"),
     (MAX_CONNECTIONS_ENV, "HTTP transports: most connections open at once"),
+    (
+        STATELESS_ENV,
+        "streamable-http: 1 for no sessions, so any replica answers any request (--stateless)",
+    ),
+    (
+        PUBLIC_URL_ENV,
+        f"HTTP transports: this server's public URL; PiAPI then pushes task ends to it{WEBHOOK_PATH}",
+    ),
+    (
+        WEBHOOK_SECRET_ENV,
+        f"HTTP transports: the secret PiAPI's webhooks carry, at least {MIN_WEBHOOK_SECRET_LENGTH} "
+        "characters (default: one kept in the state folder; replicas must share one)",
+    ),
 )
 
 
@@ -145,6 +168,12 @@ class Config:
     daily_budget_usd: float | None = None
     #: ``PIAPI_LEDGER_URL``: the PostgreSQL ledger's URL (it may hold a password: never shown as is).
     ledger_url: str | None = field(default=None, repr=False)
+    #: Streamable HTTP without sessions (``--stateless`` or ``PIAPI_MCP_STATELESS=1``).
+    stateless: bool = False
+    #: ``PIAPI_PUBLIC_URL`` (no trailing ``/``): HTTP creates ask PiAPI for webhooks there.
+    public_url: str | None = None
+    #: ``PIAPI_WEBHOOK_SECRET``; ``None``: see :func:`webhook_secret`.
+    webhook_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: dict[str, str] | os._Environ[str] = os.environ) -> Config:
@@ -211,7 +240,86 @@ class Config:
             allow_private_outputs=switch("PIAPI_ALLOW_PRIVATE_OUTPUTS", default=False),
             daily_budget_usd=daily_budget(env.get(DAILY_BUDGET_ENV)),
             ledger_url=ledger_url(env.get(LEDGER_URL_ENV)),
+            stateless=bool(getattr(args, "stateless", False)) or switch(STATELESS_ENV, default=False),
+            public_url=public_url(env.get(PUBLIC_URL_ENV)),
+            webhook_secret=checked_secret(env.get(WEBHOOK_SECRET_ENV, "").strip()) or None,
         )
+
+
+def public_url(raw: str | None) -> str | None:
+    """``PIAPI_PUBLIC_URL`` without its trailing ``/`` (``None`` when unset or empty).
+
+    Raises:
+        ConfigError: not an http(s) URL with a host, or one with a query or fragment.
+    """
+    from urllib.parse import urlsplit
+
+    text = (raw or "").strip().rstrip("/")
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{PUBLIC_URL_ENV}={text!r} is not this server's public address; give its https URL as "
+            f"PiAPI can reach it (e.g. https://mcp.example.com), without a query; webhooks go to "
+            f"that address + {WEBHOOK_PATH}."
+        )
+    return text
+
+
+def checked_secret(secret: str) -> str:
+    """``secret`` if PiAPI can echo it in a header and it is long enough (``""`` passes: unset).
+
+    Raises:
+        ConfigError: too short, or holding a space, control or non-ASCII character.
+    """
+    if secret and (len(secret) < MIN_WEBHOOK_SECRET_LENGTH or not all("!" <= char <= "~" for char in secret)):
+        raise ConfigError(
+            f"{WEBHOOK_SECRET_ENV} must be at least {MIN_WEBHOOK_SECRET_LENGTH} printable ASCII characters "
+            "without spaces (PiAPI sends it back in a header); generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+        )
+    return secret
+
+
+def webhook_secret(config: Config) -> tuple[str, bool]:
+    """The secret of PiAPI's webhooks, and whether it was generated (not set in the environment).
+
+    ``PIAPI_WEBHOOK_SECRET`` when set; otherwise a random one kept in the state folder (made once,
+    readable by its owner only), so restarts keep it and tasks created before a restart still
+    reach the route. Replicas with their own state folders must set the variable to one shared value.
+
+    Raises:
+        ConfigError: the state folder cannot hold the file, or its content is not a usable secret.
+    """
+    if config.webhook_secret:
+        return config.webhook_secret, False
+    path = config.state_dir / WEBHOOK_SECRET_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            stored = path.read_text(encoding="ascii").strip()
+        else:
+            stored = secrets.token_urlsafe(32)
+            with os.fdopen(descriptor, "w", encoding="ascii") as out:
+                out.write(stored + "\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"Cannot keep the webhook secret in {path} ({type(err).__name__}); set {WEBHOOK_SECRET_ENV} "
+            "or fix PIAPI_STATE_DIR."
+        ) from None
+    unusable = ConfigError(
+        f"{path} does not hold a usable webhook secret; delete it (a new one is made) or set "
+        f"{WEBHOOK_SECRET_ENV}."
+    )
+    if not stored:
+        raise unusable
+    try:
+        return checked_secret(stored), True
+    except ConfigError:
+        raise unusable from None
 
 
 def env_number(

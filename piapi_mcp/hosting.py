@@ -15,7 +15,9 @@ who reaches the port can spend the PiAPI credits, so:
   capped, and at the cap a new connection sheds the oldest one still waiting for its headers (an
   attacker's half-open connections go first; a client that sends its request at once gets in);
   a client that leaves an answer unread for as long is dropped as well, so pipelining requests
-  without reading the ``401`` answers cannot hold a place either.
+  without reading the ``401`` answers cannot hold a place either;
+* :class:`WebhookReceiver` takes PiAPI's task webhooks at :data:`WEBHOOK_PATH`, beside ``/mcp``: not
+  behind the bearer token (PiAPI does not have it) but behind the webhook's own secret.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import anyio
 import uvicorn
@@ -52,6 +54,12 @@ from piapi_mcp.config import (
 from piapi_mcp.config import (
     MAX_CONNECTIONS_ENV as MAX_CONNECTIONS_ENV,
 )
+from piapi_mcp.config import (
+    WEBHOOK_PATH as WEBHOOK_PATH,
+)
+from piapi_mcp.errors import InvalidResponseError
+from piapi_mcp.events import TaskEvents
+from piapi_mcp.models import TERMINAL_STATUSES, Task, parse_task
 
 HttpTransport = Literal["sse", "streamable-http"]
 
@@ -307,24 +315,179 @@ def build_http_app(
     token: str | None = None,
     allowed_hosts: Iterable[str] = (),
     allowed_origins: Iterable[str] = (),
+    stateless: bool = False,
+    webhooks: WebhookReceiver | None = None,
 ) -> ASGIApp:
     """The ASGI app to host ``server`` (an ``MCPServer``) over ``transport``.
 
     Host and Origin are always checked (see :func:`transport_security`); with a ``token`` every
     request must also carry it. For Streamable HTTP, ``server.session_manager.run()`` must be
     running while the app serves (uvicorn does it through the app's lifespan).
+
+    ``stateless`` (Streamable HTTP only): no ``Mcp-Session-Id``, every request stands alone, so any
+    replica behind a load balancer answers any request. Answers stay event streams (never
+    ``json_response``, which drops progress), so a tool call's progress still reaches its caller on
+    the same response. ``webhooks``: PiAPI's task webhooks are taken at :data:`WEBHOOK_PATH`, outside
+    the bearer token and the Host check (their own secret guards them).
     """
     security = transport_security(host, allowed_hosts, allowed_origins)
     # The SDK's 4 MiB default would refuse a 10 MB image given as a data: URI (PiAPI's upload limit).
     limit = {"transport_security": security, "max_request_body_size": MAX_REQUEST_BYTES}
     if transport == "sse":
+        if stateless:
+            raise ValueError("stateless serving is a Streamable HTTP mode; SSE keeps a session per client")
         app: ASGIApp = server.sse_app(host=host, **limit)
     elif transport == "streamable-http":
-        app = server.streamable_http_app(host=host, **limit)
+        app = server.streamable_http_app(host=host, stateless_http=stateless, json_response=False, **limit)
     else:
         raise ValueError(f"not an HTTP transport: {transport!r}")
     app = RequestSizeMiddleware(app)
-    return BearerTokenMiddleware(app, token) if token else app
+    if token:
+        app = BearerTokenMiddleware(app, token)
+    return app if webhooks is None else _WebhookRoute(webhooks, app)
+
+
+#: The largest webhook body taken: a task's ``data`` with its outputs' URLs is a few KiB.
+MAX_WEBHOOK_BYTES: Final = 256 * 1024
+_WEBHOOK_SECRET_HEADER: Final = b"x-webhook-secret"
+
+
+class _WebhookRoute:
+    """Sends :data:`WEBHOOK_PATH` to the receiver and everything else (lifespan included) to ``app``."""
+
+    def __init__(self, receiver: WebhookReceiver, app: ASGIApp) -> None:
+        self.receiver = receiver
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch by path."""
+        if scope["type"] == "http" and scope.get("path", "").rstrip("/") == WEBHOOK_PATH:
+            await self.receiver(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class WebhookLedger(Protocol):
+    """What the webhook route needs of the task ledger (any backend's public async methods)."""
+
+    async def get(self, task_id: str) -> Any:
+        """The entry of a task this deployment created (with a ``status``), or ``None``."""
+        ...
+
+    async def record_seen(self, task: Task, local_paths: list[str] | None = None) -> bool:
+        """Store the latest state of a known task."""
+        ...
+
+
+class WebhookReceiver:
+    """PiAPI's task webhooks: checked, recorded in the ledger, and announced to the waiting call.
+
+    PiAPI posts ``{"timestamp": ..., "data": <the task, as get-task answers it>}`` with the secret
+    of the create's ``webhook_config`` in ``x-webhook-secret``, on the task's changes (created,
+    logs, output, completed or failed). The body is untrusted like any upstream answer: it is read
+    only with the right secret (compared in constant time), up to :data:`MAX_WEBHOOK_BYTES`, through
+    the same strict parser as PiAPI's answers, and only for a task this deployment created (the
+    ledger knows it). Then the ledger takes its status (unless it already holds an end state; never
+    its output URLs) and the task's event wakes whoever waits on it, which asks PiAPI for the task
+    itself: the body never becomes a result.
+
+    Answers: ``200`` for a webhook taken, and also for one about a task this deployment did not
+    create (ignored; the answer does not tell which, and PiAPI need not retry), ``401`` without the
+    right secret (nothing read further), ``405`` for another method, ``413`` over the size limit,
+    ``400`` for a body that is not a task, ``503`` when the ledger cannot be read (PiAPI may retry).
+    """
+
+    def __init__(self, secret: str, ledger: WebhookLedger, events: TaskEvents) -> None:
+        if not secret:
+            raise ValueError("WebhookReceiver needs a non-empty secret")
+        self._secret = secret.encode()
+        self._ledger = ledger
+        self._events = events
+        #: Webhooks taken (200, task known), ignored (200, task unknown) and refused (any other answer).
+        self.taken = 0
+        self.ignored = 0
+        self.refused = 0
+
+    def __repr__(self) -> str:
+        return "WebhookReceiver(secret=<hidden>)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one webhook request."""
+        status, text = await self._handle(scope, receive)
+        if status != 200:
+            self.refused += 1
+        body = json.dumps({"ok": status == 200} if status == 200 else {"error": text}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if status == 405:
+            headers.append((b"allow", b"POST"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, str]:
+        if scope.get("method") != "POST":
+            return 405, "Only POST is accepted here."
+        headers = scope.get("headers", ())
+        presented = [value for name, value in headers if name.lower() == _WEBHOOK_SECRET_HEADER]
+        given = presented[0] if len(presented) == 1 else b""
+        # compare_digest runs even without a header, so a missing secret takes the same path.
+        if not hmac.compare_digest(given, self._secret) or len(presented) != 1:
+            return 401, "Missing or wrong x-webhook-secret."
+        raw = await _read_capped(scope, receive, MAX_WEBHOOK_BYTES)
+        if raw is None:
+            return 413, f"The body is larger than {wording.size(MAX_WEBHOOK_BYTES)}."
+        try:
+            payload = json.loads(raw)
+        except (ValueError, RecursionError):
+            return 400, "The body is not JSON."
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+            return 400, "The body is not a PiAPI task webhook ({timestamp, data})."
+        try:
+            task = parse_task(payload["data"])
+        except InvalidResponseError:
+            return 400, "The body does not describe a PiAPI task."
+        try:
+            entry = await self._ledger.get(task.task_id)
+            if entry is None:
+                self.ignored += 1
+                logger.info("webhook for a task this deployment did not create: ignored")
+                return 200, ""
+            if entry.status not in TERMINAL_STATUSES:
+                # Its status, usage and error only: output URLs are taken from PiAPI's own answer to a
+                # get (the woken waiter's, or a later get_task's), which the output guard then judges.
+                await self._ledger.record_seen(task.model_copy(update={"outputs": [], "output": None}))
+        except Exception as err:  # the ledger's own failure (a database outage): PiAPI may retry
+            logger.warning("webhook for PiAPI task %s not recorded (%s)", task.task_id, type(err).__name__)
+            return 503, "The task ledger is unavailable; try again."
+        self.taken += 1
+        logger.info("webhook: PiAPI task %s is %s", task.task_id, task.status)
+        # PiAPI also posts on log and output updates: only a new status or an end is worth a poll.
+        if task.done or task.status != entry.status:
+            await self._events.notify(task.task_id)
+        return 200, ""
+
+
+async def _read_capped(scope: Scope, receive: Receive, cap: int) -> bytes | None:
+    """The request body, or ``None`` when it is (or says it is) longer than ``cap`` bytes."""
+    declared = dict(scope.get("headers") or ()).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from piapi_mcp.errors import (
     NotFoundError,
     PiAPIError,
 )
+from piapi_mcp.events import LocalTaskEvents, TaskEvents, TaskSubscription
 from piapi_mcp.ledger import (
     LEDGER_ERRORS,
     UNKNOWN_TASK_PREFIX,
@@ -81,6 +82,22 @@ RECOVERIES_PER_LISTING: Final = 5
 _INTENT_MEDIA_CHARS: Final = 2048
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where PiAPI pushes task changes (``config.webhook_config`` of every create), and the secret it echoes.
+
+    The secret is never shown: not in ``repr``, logs, results, errors, nor the ledger (the create's
+    ``config`` is not part of the recorded input).
+    """
+
+    endpoint: str
+    secret: str = field(repr=False)
+
+    def config(self) -> dict[str, Any]:
+        """The create body's ``config``."""
+        return {"webhook_config": {"endpoint": self.endpoint, "secret": self.secret}}
+
+
 @dataclass
 class ServerSettings:
     """How the server behaves (the PiAPI client carries the connection settings)."""
@@ -120,6 +137,11 @@ class ServerSettings:
     #: Task tools link the task card (an MCP App, ``piapi_mcp.card``) and the server serves it; off, the
     #: tools, resources and capabilities are exactly those of a server without the card.
     task_card: bool = True
+    #: Hosted with a public URL: creates ask PiAPI to push task changes there (see
+    #: ``hosting.WebhookReceiver``); ``None`` (stdio, or no ``PIAPI_PUBLIC_URL``): polling only.
+    webhook: WebhookTarget | None = None
+    #: Where waits learn of pushed task changes; shared with the webhook route.
+    events: TaskEvents = field(default_factory=LocalTaskEvents)
 
 
 class CallFailed(Exception):
@@ -450,7 +472,9 @@ class TaskService:
             held = claim
             await self._write_ledger(lambda: self.ledger.set_claim_input(held, task_input))
         try:
-            task = await self.client.create_task(request.model, request.task_type, task_input)
+            webhook = self.settings.webhook
+            config = webhook.config() if webhook is not None else None
+            task = await self.client.create_task(request.model, request.task_type, task_input, config)
         except CreateOutcomeUnknownError as err:
             # Remember the attempt: an identical retry must not silently pay a second time.
             await settle(self.ledger.mark_unknown)
@@ -771,10 +795,28 @@ class TaskService:
         Progress keeps flowing at least every few seconds whatever the call is doing (a slow poll,
         downloads), so hosts that reset their time-out on progress do not cut it.
         """
-        async with Progress(call.notify, self.clock, started, task.task_id).running() as progress:
+        async with (
+            Progress(call.notify, self.clock, started, task.task_id).running() as progress,
+            self._events(task.task_id) as events,
+        ):
             return await self._follow_reported(
-                task, progress, started=started, created_at=created_at, budget=budget, reused=reused
+                task,
+                progress,
+                started=started,
+                created_at=created_at,
+                budget=budget,
+                reused=reused,
+                events=events,
             )
+
+    @asynccontextmanager
+    async def _events(self, task_id: str) -> AsyncIterator[TaskSubscription | None]:
+        """The task's pushed events while webhooks are on; ``None`` (polling alone) otherwise."""
+        if self.settings.webhook is None:
+            yield None
+            return
+        async with self.settings.events.subscribe(task_id) as subscription:
+            yield subscription
 
     async def _follow_reported(
         self,
@@ -785,6 +827,7 @@ class TaskService:
         created_at: float,
         budget: float,
         reused: str | None,
+        events: TaskSubscription | None = None,
     ) -> Outcome:
         await progress.send(
             f"PiAPI task {task.task_id} is {task.status}; waiting up to {seconds(budget)}. If this call is "
@@ -814,6 +857,7 @@ class TaskService:
                 deadline=started + budget,
                 created_at=created_at,
                 on_update=on_update,
+                events=events,
             )
         except anyio.get_cancelled_exc_class():
             logger.info("call cancelled by the client; PiAPI task %s left running", task.task_id)

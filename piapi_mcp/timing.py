@@ -7,6 +7,8 @@ at once, so tests and the simulator can run minutes of PiAPI time in millisecond
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -70,6 +72,8 @@ class ManualClock:
         self._elapsed = 0.0
         self._watchers: list[tuple[float, anyio.Event]] = []
         self._registrations = 0
+        self._holds = 0
+        self._released: anyio.Event | None = None
 
     def monotonic(self) -> float:
         """Seconds since the clock was made, as far as it has been advanced."""
@@ -102,8 +106,33 @@ class ManualClock:
                 await anyio.lowlevel.checkpoint()
                 if self._registrations != registered:
                     break
+            await self._until_released()
         self.advance(target - self._elapsed)
         await anyio.lowlevel.checkpoint()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep sleepers from moving time on while the block runs (a woken watcher's work that takes
+        real time, such as an HTTP request in process, happens at the moment it woke at)."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds and self._released is not None:
+                self._released.set()
+                self._released = None
+
+    async def _until_released(self) -> None:
+        if not self._holds:
+            return
+        while self._holds:
+            if self._released is None:
+                self._released = anyio.Event()
+            await self._released.wait()
+        # What the held work set in motion (a wait it ended, say) runs before time moves on.
+        for _ in range(_WATCHER_TURNS):
+            await anyio.lowlevel.checkpoint()
 
     async def wait_until(self, moment: float) -> None:
         """Wait until someone else moves the clock to ``moment``; never moves it."""

@@ -1,9 +1,13 @@
 """Waiting for a PiAPI task within a time budget: adaptive polling, heartbeats and an ETA.
 
-PiAPI has no push channel we can use from an MCP server, so we poll. Blind polling cannot be
+Over stdio PiAPI has no way to reach us, so we poll. Blind polling cannot be
 both cheap and quick: for a 30 s task, detecting the end within 1.5 s by backoff alone costs
 dozens of polls. So the waiter learns how long tasks of each (model, task_type) take (from
 PiAPI's own timestamps) and backs off early, then polls tightly around the expected end.
+
+Hosted with a public URL, PiAPI also pushes task changes by webhook: the wait then listens to the
+task's events (:mod:`piapi_mcp.events`), polls at once when one arrives, and polls
+:data:`WEBHOOK_POLL_FACTOR` times less often meanwhile (a lost webhook costs latency, never the result).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from piapi_mcp.errors import (
     RateLimitError,
     UpstreamServerError,
 )
+from piapi_mcp.events import TaskSubscription
 from piapi_mcp.models import COMPLETED, Task
 from piapi_mcp.timing import Clock
 
@@ -55,6 +60,8 @@ MIN_PROGRESS_PERCENT: Final = 5.0
 HEARTBEAT_SECONDS: Final = 4.0
 #: How many recent durations the estimator keeps per (model, task_type).
 ESTIMATE_WINDOW: Final = 7
+#: With webhooks on, every polling interval is this many times longer: polling is only the fallback.
+WEBHOOK_POLL_FACTOR: Final = 2.0
 #: A poll started with less budget than this left is not worth its round trip.
 _MIN_POLL_BUDGET: Final = 0.2
 _SLACK: Final = 1e-6
@@ -270,12 +277,16 @@ class PollSchedule:
       a few sparse ones (:data:`SPARSE_POLL_INTERVAL` doubling to :data:`MAX_SPARSE_POLL_INTERVAL`),
       one just after the expected end and one :func:`end_lag` later; past that the estimate is
       overrun, and polls come every :data:`UNKNOWN_POLL_INTERVAL`.
+
+    ``factor`` stretches every interval (the early poll apart): :data:`WEBHOOK_POLL_FACTOR` when
+    webhooks announce the end and polling is only the fallback.
     """
 
-    def __init__(self, created_at: float) -> None:
+    def __init__(self, created_at: float, factor: float = 1.0) -> None:
         self._created = created_at
+        self._factor = factor
         self._last: float | None = None
-        self._sparse = SPARSE_POLL_INTERVAL
+        self._sparse = SPARSE_POLL_INTERVAL * factor
         #: Where the 2 s grid of an untrusted or overrun estimate is anchored.
         self._grid: float | None = None
 
@@ -283,7 +294,7 @@ class PollSchedule:
         """Note a poll sent at ``at`` (``sparse``: one of the polls before the expected window)."""
         self._last = at
         if sparse:
-            self._sparse = min(self._sparse * 2, MAX_SPARSE_POLL_INTERVAL)
+            self._sparse = min(self._sparse * 2, MAX_SPARSE_POLL_INTERVAL * self._factor)
 
     def next_poll(self, now: float, expected: _Expected | None) -> tuple[float, bool]:
         """The monotonic time of the next poll, and whether it is a sparse one."""
@@ -292,7 +303,7 @@ class PollSchedule:
             if self._grid is None:
                 self._grid = self._created + EARLY_POLL_SECONDS
             return max(now, self._grid_after(last)), False
-        lag = end_lag(expected.duration)
+        lag = end_lag(expected.duration) * self._factor
         # One poll just after the expected end, one more a lag later; a task ending a little early
         # is caught by the first within a lag, so no poll is spent before it.
         aim = expected.end + END_POLL_OFFSET
@@ -317,7 +328,8 @@ class PollSchedule:
         grid = self._grid if self._grid is not None else self._created
         if last is None or last < grid - _SLACK:
             return grid
-        return grid + UNKNOWN_POLL_INTERVAL * math.floor((last - grid) / UNKNOWN_POLL_INTERVAL + 1 + _SLACK)
+        interval = UNKNOWN_POLL_INTERVAL * self._factor
+        return grid + interval * math.floor((last - grid) / interval + 1 + _SLACK)
 
 
 def end_lag(duration: float) -> float:
@@ -369,12 +381,15 @@ async def wait_for_task(
     deadline: float,
     created_at: float,
     on_update: OnUpdate,
+    events: TaskSubscription | None = None,
 ) -> WaitOutcome:
     """Poll ``task`` until it is done or the monotonic ``deadline`` passes, reporting as it goes.
 
     ``created_at`` is the monotonic time at which PiAPI accepted the task. ``on_update`` is
     awaited whenever the status changes and at least every :data:`HEARTBEAT_SECONDS`, from the
     clock, however far apart the polls are. Polls follow :class:`PollSchedule`.
+    With ``events`` (webhooks on), an event for the task triggers a poll at once, and the schedule
+    is :data:`WEBHOOK_POLL_FACTOR` times sparser.
     Passing errors (network, 429, 5xx, garbled answers) are retried until the deadline; the
     outcome carries the last one. Any other PiAPI error is raised.
 
@@ -384,7 +399,7 @@ async def wait_for_task(
     polls = 0
     last_error: PiAPIError | None = None
     last_update = clock.monotonic()
-    schedule = PollSchedule(created_at)
+    schedule = PollSchedule(created_at, WEBHOOK_POLL_FACTOR if events is not None else 1.0)
     by_progress: float | None = None
     retry_after = 0.0
     expected = _expect(task, estimator, created_at, by_progress)
@@ -398,11 +413,17 @@ async def wait_for_task(
         next_poll, sparse = schedule.next_poll(now, expected)
         next_poll = max(next_poll, retry_after)
         wake = min(next_poll, last_update + HEARTBEAT_SECONDS, deadline)
-        await clock.sleep(wake - now)
+        if events is None:
+            await clock.sleep(wake - now)
+            pushed = False
+        else:
+            # A webhook's event moves the poll to now (a 429's back-off still holds).
+            pushed = await events.wait(clock, wake - now) and clock.monotonic() >= retry_after
         now = clock.monotonic()
 
         # The slack absorbs float rounding: sleeping "until t" may wake a hair before t.
-        if now >= next_poll - _SLACK:
+        if pushed or now >= next_poll - _SLACK:
+            sparse = sparse and not pushed
             previous_status = task.status
             schedule.polled(now, sparse)
             try:

@@ -29,7 +29,10 @@ from piapi_mcp.config import (
     HEADER_TIMEOUT_ENV,
     LEDGER_URL_ENV,
     MAX_CONNECTIONS_ENV,
+    PUBLIC_URL_ENV,
     SETTINGS,
+    STATELESS_ENV,
+    WEBHOOK_SECRET_ENV,
 )
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -50,6 +53,9 @@ HTTP_ONLY_SETTINGS: Final = frozenset(
         MAX_CONNECTIONS_ENV,
         # a team's deployment (replicas over HTTP); it holds a password (the registry's one secret: the key)
         LEDGER_URL_ENV,
+        STATELESS_ENV,
+        PUBLIC_URL_ENV,
+        WEBHOOK_SECRET_ENV,
     }
 )
 

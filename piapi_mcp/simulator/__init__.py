@@ -14,6 +14,9 @@ from piapi_mcp.simulator.app import (
     PiAPISimulator,
     SimulatedTask,
     SimulatorControls,
+    WebhookDelivery,
+    WebhookPoster,
+    httpx_poster,
 )
 from piapi_mcp.simulator.faults import (
     RANDOM_FAULT_KINDS,
@@ -46,6 +49,9 @@ __all__ = [
     "SimulatedConnectionReset",
     "SimulatedTask",
     "SimulatorControls",
+    "WebhookDelivery",
+    "WebhookPoster",
+    "httpx_poster",
     "render_image",
     "route_of",
 ]

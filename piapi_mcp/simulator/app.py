@@ -16,6 +16,12 @@ to ``/_simulator/controls``. A prompt containing ``[fail]`` makes that one task 
 trying the sandbox can see a failure too. ``GET /_simulator/tasks`` lists the tasks created so far
 and the faults served, for benchmarks that count lost and duplicated tasks.
 
+Webhooks: inside :meth:`PiAPISimulator.sending_webhooks`, a task created with
+``config.webhook_config`` is announced as PiAPI does when it ends (completed or failed): a POST of
+``{"timestamp", "data"}`` with the secret in ``x-webhook-secret``, on the simulator's clock and
+through an injected poster (tests stay in process). ``drop_webhooks`` loses them, ``webhook_delay``
+delays them.
+
 Faults come in three kinds:
 
 - scripted :class:`Fault` answers (an HTTP status, a garbled body, a dropped connection), served
@@ -37,12 +43,15 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
+import anyio.abc
 import anyio.to_thread
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -153,6 +162,36 @@ class SimulatorControls:
     #: Image tasks' outputs are the shipped 1024x1024 photograph (a JPEG, ``data/photo.jpg``) instead
     #: of a drawn gradient: results and previews measured on what a real output compresses like.
     photo_outputs: bool = False
+    #: Webhooks are lost on the way (counted in ``webhooks`` with no answer): only polling finds the end.
+    drop_webhooks: bool = False
+    #: Seconds on the clock between a task's end and its webhook (PiAPI's delivery time).
+    webhook_delay: float = 0.0
+
+
+#: Sends one webhook: (endpoint, headers, body) -> the HTTP status the endpoint answered.
+WebhookPoster = Callable[[str, dict[str, str], bytes], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One webhook the simulator sent (or dropped): what it said and what the endpoint answered."""
+
+    task_id: str
+    status: str
+    #: When it was due, on the simulator's clock (the task's end plus ``webhook_delay``).
+    at: float
+    #: The endpoint's HTTP status; ``None`` when dropped or the request failed.
+    answer: int | None
+
+
+def httpx_poster(client: httpx2.AsyncClient) -> WebhookPoster:
+    """A :data:`WebhookPoster` over ``client`` (for example an ``ASGITransport`` into the hosted app)."""
+
+    async def post(endpoint: str, headers: dict[str, str], body: bytes) -> int:
+        response = await client.post(endpoint, headers=headers, content=body)
+        return response.status_code
+
+    return post
 
 
 @dataclass
@@ -174,6 +213,8 @@ class SimulatedTask:
     answer_lost: bool = False
     #: The catalog entry of its pair: what it validates against, and the kind and shape of its output.
     spec: TaskSpec | None = None
+    #: The simulator's base URL as the create reached it (its outputs' URLs in a webhook start there).
+    base_url: str = ""
 
 
 class PiAPISimulator:
@@ -195,6 +236,10 @@ class PiAPISimulator:
         #: What each name under ``/temp/`` stands for, known once a completed task's output was shaped.
         self._served: dict[str, ServedOutput] = {}
         self._render_limiter = anyio.CapacityLimiter(2)
+        #: Webhooks sent or dropped so far, in order.
+        self.webhooks: list[WebhookDelivery] = []
+        self._webhook_group: anyio.abc.TaskGroup | None = None
+        self._webhook_poster: WebhookPoster | None = None
         self.app = Starlette(
             routes=[
                 Route("/api/v1/task", self._create, methods=["POST"]),
@@ -210,6 +255,47 @@ class PiAPISimulator:
                 Route("/_simulator/tasks", self._list_tasks, methods=["GET"]),
             ]
         )
+
+    @asynccontextmanager
+    async def sending_webhooks(self, post: WebhookPoster) -> AsyncIterator[None]:
+        """Within the block, tasks created with ``config.webhook_config`` get their webhook at their end."""
+        async with anyio.create_task_group() as group:
+            self._webhook_group, self._webhook_poster = group, post
+            try:
+                yield
+            finally:
+                self._webhook_group = self._webhook_poster = None
+                group.cancel_scope.cancel()
+
+    async def _deliver_webhook(self, task: SimulatedTask, endpoint: str, secret: str) -> None:
+        """Wait on the clock for the task's end, then post its ``{timestamp, data}`` as PiAPI does."""
+        due = task.created + task.queue_seconds + task.duration + max(0.0, self.controls.webhook_delay)
+        await self.clock.wait_until(due)
+        poster = self._webhook_poster
+        status = self.status_of(task)
+        if task.cancelled_at is not None or poster is None:
+            return
+        if self.controls.drop_webhooks:
+            self.webhooks.append(WebhookDelivery(task.task_id, status, due, None))
+            return
+        data = self._task_data(task, task.base_url)
+        tamper = self.controls.tamper
+        changed = tamper(data) if tamper is not None else data
+        timestamp = int(self.clock.now().timestamp())
+        envelope = {"timestamp": timestamp, "data": changed}
+        body = changed if isinstance(changed, bytes) else json.dumps(envelope).encode()
+        headers = {"content-type": "application/json"}
+        if secret:  # PiAPI sends the header only when the create gave a secret
+            headers["x-webhook-secret"] = secret
+        # On a manual clock the delivery happens at the moment it is due, however long it takes for real.
+        hold = getattr(self.clock, "hold", None)
+        answer: int | None = None
+        with hold() if hold is not None else nullcontext():
+            try:
+                answer = await poster(endpoint, headers, body)
+            except httpx2.HTTPError:
+                answer = None
+        self.webhooks.append(WebhookDelivery(task.task_id, status, due, answer))
 
     @property
     def created_count(self) -> int:
@@ -363,8 +449,14 @@ class PiAPISimulator:
             duration=self._duration_of(spec, task_input),
             fails=self.controls.fail_tasks or _asks_to_fail(task_input),
             spec=spec,
+            base_url=_base(request),
         )
         self.tasks[task.task_id] = task
+        hook = task.config.get("webhook_config")
+        if self._webhook_group is not None and isinstance(hook, dict) and hook.get("endpoint"):
+            self._webhook_group.start_soon(
+                self._deliver_webhook, task, str(hook["endpoint"]), str(hook.get("secret") or "")
+            )
         if self.controls.create_gate is not None:
             await self.controls.create_gate(task)
         if fault is not None:  # PiAPI made the task, but its answer does not make it back
