@@ -170,6 +170,12 @@ class PiAPIClient:
         self._jitter = jitter
         #: How many HTTP requests were retried, for benchmarks and logs.
         self.retries = 0
+        self._also_secret: str | None = None
+
+    def redact_also(self, secret: str) -> None:
+        """Scrub ``secret`` too from everything PiAPI answers, as the key is (the webhook secret:
+        PiAPI echoes it in every task, and a proxy could put it in an error message)."""
+        self._also_secret = secret
 
     @property
     def has_api_key(self) -> bool:
@@ -394,4 +400,4 @@ class PiAPIClient:
                 f"The connection to PiAPI broke before its answer arrived ({type(err).__name__}); "
                 "check the network, then try again."
             ) from err
-        return decode_envelope(response, api_key=self._api_key)
+        return decode_envelope(response, api_key=self._api_key, also_secret=self._also_secret)

@@ -216,10 +216,14 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
-def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[str, Any]:
+def decode_envelope(
+    response: httpx2.Response, *, api_key: str | None, also_secret: str | None = None
+) -> dict[str, Any]:
     """Return PiAPI's JSON envelope from ``response``, or raise the error it stands for.
 
-    This is the one place where HTTP statuses and envelope codes become exceptions.
+    This is the one place where HTTP statuses and envelope codes become exceptions. Every string in
+    it is scrubbed of ``api_key`` and of ``also_secret`` (the webhook secret, which PiAPI echoes in
+    every task it answers with).
 
     Raises:
         APIStatusError: a subclass for the HTTP status, or for an error ``code`` in the body.
@@ -228,13 +232,13 @@ def decode_envelope(response: httpx2.Response, *, api_key: str | None) -> dict[s
     body: Any
     try:
         # Every string of the answer is scrubbed of the key before anything else reads it.
-        body = scrub(response.json(), api_key)
+        body = scrub(scrub(response.json(), api_key), also_secret)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
         body = None
     envelope = body if isinstance(body, dict) and "code" in body else None
     upstream = None
     if envelope is not None and isinstance(envelope.get("message"), str) and envelope["message"]:
-        upstream = _clean_upstream_text(envelope["message"], api_key)
+        upstream = redact(_clean_upstream_text(envelope["message"], api_key), also_secret)
 
     status = response.status_code
     if status >= 400:

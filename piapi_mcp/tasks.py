@@ -307,6 +307,8 @@ class TaskService:
         self.client = client
         self.settings = settings
         self.clock = settings.clock
+        if settings.webhook is not None:
+            client.redact_also(settings.webhook.secret)
         self.ledger: Ledger = settings.ledger or TaskLedger(None, clock=settings.clock)
         self._locks: dict[str, anyio.Lock] = {}
         #: When each unknown create was last looked for in PiAPI's history (clock.monotonic()).

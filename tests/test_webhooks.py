@@ -310,6 +310,25 @@ async def test_the_webhook_secret_appears_in_no_log_result_ledger_row_or_error(
     assert SECRET.encode() not in stored
 
 
+async def test_an_upstream_error_message_quoting_the_webhook_secret_reaches_the_caller_scrubbed(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+) -> None:
+    """A proxy that puts the secret into a failed task's message: the result quotes it as ``***``."""
+    simulator.controls.duration = 1
+
+    def leak(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("status") == "failed":
+            return {**data, "error": {"code": 10000, "message": f"webhook {SECRET} refused"}}
+        return data
+
+    simulator.controls.tamper = leak
+    async with deployment(simulator, clock, http, state_dir, webhooks=True) as dep:
+        failed = await dep.client.call_tool("kontext_edit", {**EDIT, "prompt": "a storm [fail]"})
+
+    text = failed.model_dump_json()
+    assert "webhook *** refused" in text and SECRET not in text
+
+
 async def _serving(config: Config, port: int) -> None:
     await serve(config, "streamable-http", "127.0.0.1", port)
 
