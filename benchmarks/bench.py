@@ -7,6 +7,7 @@ What it measures:
 
 1. Cold start: spawn ``python -m piapi_mcp`` over stdio until ``tools/list`` is answered, interleaved
    with a bare SDK server started the same way (``bare_server.py``, the floor); wall and CPU time.
+   Every start uses one state folder, as a host restarting the server does (the ledger exists).
 2. Polls and detection lag: for each task duration (7, 13, 21, 31, 47, 90 s from create to end,
    1 s of it queued), one stdio server session on a fresh state dir makes two ``kontext_edit``
    calls: the first "fresh" (nothing learned; Kontext's prior is 32.7 s), the second "warm". Two
@@ -341,12 +342,15 @@ async def cold_start(runs: int, simulator_url: str, errlog: TextIO) -> ColdStart
     ours_cpu: list[float] = []
     floor_cpu: list[float] = []
     await _time_to_tools(floor_params(), errlog, "echo")  # warm the OS file cache for both
-    await _time_to_tools(stdio_params(simulator_url), errlog, "kontext_edit")
+    # One state folder for every start, as an MCP host restarting the server has: the first start
+    # (not timed) creates the ledger, the timed ones open it.
+    state_dir = Path(tempfile.mkdtemp(prefix="piapi-bench-state-"))
+    await _time_to_tools(stdio_params(simulator_url, state_dir), errlog, "kontext_edit")
     for _ in range(runs):
         wall, cpu = await _time_to_tools(floor_params(), errlog, "echo")
         floor.append(wall)
         floor_cpu.append(cpu)
-        wall, cpu = await _time_to_tools(stdio_params(simulator_url), errlog, "kontext_edit")
+        wall, cpu = await _time_to_tools(stdio_params(simulator_url, state_dir), errlog, "kontext_edit")
         ours.append(wall)
         ours_cpu.append(cpu)
     bare = await time_subprocess([sys.executable, "-c", "pass"], 3)

@@ -125,14 +125,24 @@ class PiAPIMCPServer(MCPServer[Any]):
         ``list_tasks`` the top of its listing (each entry is described by ``piapi://tasks``' JSON).
         """
         tools = await super().list_tools()
-        task_result = TaskResult.model_json_schema()
+        # The tools are fixed once the server is built: work their lean form out once, and the
+        # task tools' shared output shape once for all of them (it is most of the work).
+        listed = tuple(tool.model_dump_json() for tool in tools)
+        cached = getattr(self, "_published", None)
+        if cached is not None and cached[0] == listed:
+            return list(cached[1])
+        task_result = _task_result_schema()
+        shapes: dict[tuple[str, tuple[str, ...] | None], Any] = {}
         published = []
         for tool in tools:
             output = tool.output_schema
             if output is not None:
                 core = output == task_result and tool.name != FULL_RESULT_SCHEMA_TOOL
                 keep = TASK_RESULT_CORE if core else PUBLISHED_CORES.get(tool.name)
-                output = output_shape(output, keep=keep)
+                memo = (json.dumps(output, sort_keys=True), keep)
+                if memo not in shapes:
+                    shapes[memo] = output_shape(copy.deepcopy(output), keep=keep)
+                output = shapes[memo]
             published.append(
                 tool.model_copy(
                     update={
@@ -142,7 +152,8 @@ class PiAPIMCPServer(MCPServer[Any]):
                     }
                 )
             )
-        return published
+        self._published = (listed, published)
+        return list(published)
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
@@ -213,6 +224,12 @@ def _as_resource_error() -> Iterator[None]:
         raise ResourceNotFoundError(str(err)) from err
     except CallFailed as err:
         raise ResourceError(str(err)) from err
+
+
+@functools.cache
+def _task_result_schema() -> dict[str, Any]:
+    """:class:`TaskResult`'s JSON schema (derived once)."""
+    return TaskResult.model_json_schema()
 
 
 @functools.cache
