@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -42,6 +42,7 @@ from piapi_mcp.config import (
 from piapi_mcp.loopback import serve_app_on_loopback
 
 if TYPE_CHECKING:
+    from piapi_mcp.events import TaskEvents
     from piapi_mcp.tasks import WebhookTarget
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
@@ -247,13 +248,12 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     webhook = _webhook_target(config, transport)
-    from piapi_mcp.events import LocalTaskEvents
     from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
     from piapi_mcp.waiting import DurationEstimator
 
-    async with _piapi_client(config) as (client, simulated):
+    async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
         output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
         ledger: Ledger = TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
@@ -262,6 +262,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         except LEDGER_ERRORS as err:
             # Its sentence names the database with the password hidden, and says what to do.
             raise ConfigError(str(err)) from None
+        events = await running.enter_async_context(_task_events(config, webhook, simulated))
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
@@ -284,7 +285,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             relative_output_paths=transport != "stdio",
             daily_budget_usd=config.daily_budget_usd,
             webhook=webhook,
-            events=LocalTaskEvents(),
+            events=events,
         )
         server = create_server(client, settings)
         if config.api_key is None and not simulated:
@@ -323,6 +324,23 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+@asynccontextmanager
+async def _task_events(
+    config: Config, webhook: WebhookTarget | None, simulated: bool
+) -> AsyncIterator[TaskEvents]:
+    """Where webhook events travel: through PostgreSQL to every replica when webhooks are on and
+    ``PIAPI_LEDGER_URL`` is set (listening while the server runs), else within this process."""
+    from piapi_mcp.events import LocalTaskEvents
+
+    if webhook is None or not config.ledger_url or simulated:
+        yield LocalTaskEvents()
+        return
+    from piapi_mcp.events_pg import PostgresTaskEvents
+
+    async with PostgresTaskEvents(config.ledger_url).running() as events:
+        yield events
 
 
 def _webhook_target(config: Config, transport: str) -> WebhookTarget | None:
