@@ -44,6 +44,7 @@ from piapi_mcp.loopback import serve_app_on_loopback
 if TYPE_CHECKING:
     from piapi_mcp.events import TaskEvents
     from piapi_mcp.tasks import WebhookTarget
+    from piapi_mcp.waiting import DurationEstimator
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
 DEMO_PROMPT: Final = "make the sky purple and add the word Pineapple in big letters"
@@ -251,7 +252,6 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
-    from piapi_mcp.waiting import DurationEstimator
 
     async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
@@ -263,16 +263,13 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             # Its sentence names the database with the password hidden, and says what to do.
             raise ConfigError(str(err)) from None
         events = await running.enter_async_context(_task_events(config, webhook, simulated))
+        estimator = await running.enter_async_context(_estimator(config, simulated))
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
             wait_seconds=config.wait_seconds,
             simulated=simulated,
-            estimator=DurationEstimator(
-                path=None if simulated else config.state_dir / "durations.json",
-                # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
-                priors=_sandbox_priors(config) if simulated else None,
-            ),
+            estimator=estimator,
             ledger=ledger,
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
@@ -324,6 +321,26 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+@asynccontextmanager
+async def _estimator(config: Config, simulated: bool) -> AsyncIterator[DurationEstimator]:
+    """What learns task durations: shared through ``PIAPI_LEDGER_URL``'s database when set (and kept
+    in this replica's file too), else in the state folder's file; the sandbox's only in memory."""
+    from piapi_mcp.waiting import DurationEstimator
+
+    if simulated:
+        # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
+        yield DurationEstimator(path=None, priors=_sandbox_priors(config))
+        return
+    path = config.state_dir / "durations.json"
+    if not config.ledger_url:
+        yield DurationEstimator(path=path)
+        return
+    from piapi_mcp.durations_pg import SharedDurationEstimator
+
+    async with SharedDurationEstimator(config.ledger_url, path=path).running() as shared:
+        yield shared
 
 
 @asynccontextmanager

@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.cli import build_parser, serve
 from piapi_mcp.config import Config
+from piapi_mcp.durations_pg import TABLE
 from piapi_mcp.events import LocalTaskEvents, TaskEvents
 from piapi_mcp.events_pg import APPLICATION_NAME, CHANNEL, PostgresTaskEvents
 from piapi_mcp.hosting import WebhookReceiver, build_http_app
@@ -241,12 +242,14 @@ async def test_the_database_password_is_in_no_log_line_when_events_cannot_reach_
     assert PASSWORD not in text and PASSWORD not in repr(events)
 
 
-async def test_a_hosted_server_with_a_ledger_url_and_webhooks_listens_for_task_events(
+async def test_a_hosted_server_with_a_ledger_url_listens_for_task_events_with_webhooks_and_shares_durations(
     simulator: PiAPISimulator, state_dir: Path, database: str
 ) -> None:
     """``piapi-mcp --transport streamable-http`` with PIAPI_LEDGER_URL and PIAPI_PUBLIC_URL keeps a
-    LISTEN connection while it serves; without PIAPI_PUBLIC_URL (no webhooks) it keeps none."""
+    LISTEN connection while it serves; without PIAPI_PUBLIC_URL (no webhooks) it keeps none. Either
+    way its learned durations go to the database's table."""
     listening: dict[bool, int] = {}
+    durations: dict[bool, str | None] = {}
     for public in (False, True):
         async with serve_app_on_loopback(simulator.app) as sim_url:
             env = {
@@ -281,9 +284,12 @@ async def test_a_hosted_server_with_a_ledger_url_and_webhooks_listens_for_task_e
                             " WHERE application_name = %s AND datname = current_database()",
                             (APPLICATION_NAME,),
                         ).fetchone()
+                        shared = admin.execute("SELECT to_regclass(%s)::text", (TABLE,)).fetchone()
                     listening[public] = row[0] if row else -1
+                    durations[public] = shared[0] if shared else None
                     group.cancel_scope.cancel()
     assert listening == {False: 0, True: 1}
+    assert durations == {False: TABLE, True: TABLE}
 
 
 def _closed_port() -> int:
