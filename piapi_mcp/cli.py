@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -42,7 +42,9 @@ from piapi_mcp.config import (
 from piapi_mcp.loopback import serve_app_on_loopback
 
 if TYPE_CHECKING:
+    from piapi_mcp.events import TaskEvents
     from piapi_mcp.tasks import WebhookTarget
+    from piapi_mcp.waiting import DurationEstimator
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
 DEMO_PROMPT: Final = "make the sky purple and add the word Pineapple in big letters"
@@ -247,13 +249,11 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     webhook = _webhook_target(config, transport)
-    from piapi_mcp.events import LocalTaskEvents
     from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
     from piapi_mcp.media import OutputSaver
     from piapi_mcp.server import ServerSettings, create_server
-    from piapi_mcp.waiting import DurationEstimator
 
-    async with _piapi_client(config) as (client, simulated):
+    async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
         output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
         ledger: Ledger = TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
@@ -262,16 +262,14 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         except LEDGER_ERRORS as err:
             # Its sentence names the database with the password hidden, and says what to do.
             raise ConfigError(str(err)) from None
+        events = await running.enter_async_context(_task_events(config, webhook, simulated))
+        estimator = await running.enter_async_context(_estimator(config, simulated))
         # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
         # they never mix with the real ones, nor with another sandbox run's.
         settings = ServerSettings(
             wait_seconds=config.wait_seconds,
             simulated=simulated,
-            estimator=DurationEstimator(
-                path=None if simulated else config.state_dir / "durations.json",
-                # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
-                priors=_sandbox_priors(config) if simulated else None,
-            ),
+            estimator=estimator,
             ledger=ledger,
             dedup_seconds=config.dedup_seconds,
             allowed_dirs=list(config.allowed_dirs),
@@ -284,7 +282,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             relative_output_paths=transport != "stdio",
             daily_budget_usd=config.daily_budget_usd,
             webhook=webhook,
-            events=LocalTaskEvents(),
+            events=events,
         )
         server = create_server(client, settings)
         if config.api_key is None and not simulated:
@@ -323,6 +321,43 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             logger.info("serving MCP over %s at http://%s:%d%s", transport, shown, bound_port, path)
 
         await serve_http(app, host, port, limits, on_started=started)
+
+
+@asynccontextmanager
+async def _estimator(config: Config, simulated: bool) -> AsyncIterator[DurationEstimator]:
+    """What learns task durations: shared through ``PIAPI_LEDGER_URL``'s database when set (and kept
+    in this replica's file too), else in the state folder's file; the sandbox's only in memory."""
+    from piapi_mcp.waiting import DurationEstimator
+
+    if simulated:
+        # The sandbox knows how long its tasks take; PiAPI's documented example does not apply.
+        yield DurationEstimator(path=None, priors=_sandbox_priors(config))
+        return
+    path = config.state_dir / "durations.json"
+    if not config.ledger_url:
+        yield DurationEstimator(path=path)
+        return
+    from piapi_mcp.durations_pg import SharedDurationEstimator
+
+    async with SharedDurationEstimator(config.ledger_url, path=path).running() as shared:
+        yield shared
+
+
+@asynccontextmanager
+async def _task_events(
+    config: Config, webhook: WebhookTarget | None, simulated: bool
+) -> AsyncIterator[TaskEvents]:
+    """Where webhook events travel: through PostgreSQL to every replica when webhooks are on and
+    ``PIAPI_LEDGER_URL`` is set (listening while the server runs), else within this process."""
+    from piapi_mcp.events import LocalTaskEvents
+
+    if webhook is None or not config.ledger_url or simulated:
+        yield LocalTaskEvents()
+        return
+    from piapi_mcp.events_pg import PostgresTaskEvents
+
+    async with PostgresTaskEvents(config.ledger_url).running() as events:
+        yield events
 
 
 def _webhook_target(config: Config, transport: str) -> WebhookTarget | None:

@@ -137,6 +137,23 @@ class _Redactor(logging.Filter):
         return True
 
 
+def hide_password_in_library_logs(url: str) -> str | None:
+    """Install (once per password) a filter that hides ``url``'s password in psycopg's own log records.
+
+    Returns the password (``None`` when the URL has none), for callers that redact their own messages.
+    """
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    if password and password not in _REDACTED:
+        _REDACTED.add(password)
+        redactor = _Redactor(password)
+        for name in ("psycopg", "psycopg.pool"):
+            logging.getLogger(name).addFilter(redactor)
+    return password
+
+
 class PostgresLedger:
     """The ledger in a PostgreSQL database shared by every replica; see the module's docstring.
 
@@ -157,16 +174,7 @@ class PostgresLedger:
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self.shown_url = redact_url(url)
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        self._password = password
-        if password and password not in _REDACTED:
-            _REDACTED.add(password)
-            redactor = _Redactor(password)
-            for name in ("psycopg", "psycopg.pool"):
-                logging.getLogger(name).addFilter(redactor)
+        self._password = hide_password_in_library_logs(url)
         #: Never set: a database ledger is the usual one (kept for the :class:`Ledger` interface).
         self.notice: str | None = None
         self.fallback_path = state_dir / FALLBACK_FILE_NAME if state_dir is not None else None

@@ -180,9 +180,12 @@ class DurationEstimator:
             run = task.duration_seconds if task.duration_seconds is not None else fallback_seconds
         if run is None or run <= 0:
             return
-        key = (task.model, task.task_type)
         factor = duration_factor(task.model, task.task_type, task.input)
-        self._runs.setdefault(key, deque(maxlen=self._window)).append(run / factor)
+        self._learn((task.model, task.task_type), run / factor, queue)
+
+    def _learn(self, key: Key, run: float, queue: float | None) -> None:
+        """Keep one sample (``run`` already divided by the task's duration factor) and save the file."""
+        self._runs.setdefault(key, deque(maxlen=self._window)).append(run)
         if queue is not None:
             self._queues.setdefault(key, deque(maxlen=self._window)).append(queue)
         if self._path is not None:
