@@ -18,7 +18,9 @@ else the same call again. Mid-run one replica gets SIGKILL and is restarted a fe
 Reported, from the simulator's own list of creates and the shared ledger:
 
 - completed / errored (with the distinct sentences) / failed (an exception even after resuming);
-- lost: a task the simulator created whose id reached no caller and no ledger row. Must be 0;
+- lost: a task the simulator created and whose id it sent, that reached no caller and no ledger row.
+  Must be 0. Answer lost: a create whose answer a fault swallowed (nobody was told its id), counted
+  apart as in ``load.py``: found later (by the history search) or not, and its caller must be warned;
 - paid twice: the same request (prompt) created more than once. Must be 0;
 - cut / resumed: callers whose replica died, and how many fetched their result through the balancer
   with ``get_task``/``list_tasks`` (the rest by calling again). Every cut caller must get its result;
@@ -62,6 +64,7 @@ API_KEY: Final = "pk-cluster-benchmark-4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a4c"
 TOKEN: Final = "cluster-bench-token-9b1d3f5a7c9e1b3d5f7a"
 SECRET: Final = "cluster-bench-webhook-secret-2468ace"
 IMAGE: Final = "https://example.com/cluster-input.png"
+MAY_HAVE_CREATED: Final = "may have created the task"
 REPLICAS: Final = 3
 HAPROXY_CFG: Final = REPO / "deploy" / "haproxy.cfg"
 #: Beyond its wait budget, how long one call may take before it counts as hung.
@@ -403,12 +406,26 @@ def analyse(
     for caller in callers:
         by_prompt.setdefault(caller.prompt, []).append(caller)
     per_prompt = Counter(str(t["prompt"]) for t in tasks if str(t["prompt"]).startswith("cluster edit"))
-    lost = [
-        t["task_id"]
-        for t in tasks
-        if str(t["prompt"]).startswith("cluster edit")
-        and t["task_id"] not in ledger_ids
-        and not any(c.saw(t["task_id"]) for c in by_prompt.get(str(t["prompt"]), []))
+    mine = [t for t in tasks if str(t["prompt"]).startswith("cluster edit")]
+
+    def reached(task: dict[str, Any]) -> bool:
+        return task["task_id"] in ledger_ids or any(
+            c.saw(task["task_id"]) for c in by_prompt.get(str(task["prompt"]), [])
+        )
+
+    # As in load.py: a create whose answer a fault swallowed never told anyone its id; its caller must
+    # have been told the task may exist, and the ledger's history search may still find it.
+    lost = [t["task_id"] for t in mine if not t["answer_lost"] and not reached(t)]
+    answer_lost = [t for t in mine if t["answer_lost"]]
+    unwarned = [
+        t
+        for t in answer_lost
+        if not reached(t)
+        and not any(
+            MAY_HAVE_CREATED in a.text or "may already be running" in a.text
+            for c in by_prompt.get(str(t["prompt"]), [])
+            for a in c.attempts
+        )
     ]
     finals = [(c, c.final) for c in callers]
     completed = [c for c, f in finals if f is not None and not f.is_error and f.status == "completed"]
@@ -434,6 +451,9 @@ def analyse(
         "paid_twice": sum(count - 1 for count in per_prompt.values() if count > 1),
         "lost": len(lost),
         "lost_ids": lost[:5],
+        "answer_lost": len(answer_lost),
+        "answer_lost_found": sum(1 for t in answer_lost if reached(t)),
+        "answer_lost_unwarned": len(unwarned),
         "cut": len(cut),
         "resumed_by": dict(Counter(c.resumed_by or "not resumed" for c in cut)),
         "retried_after_error": sum(1 for c in callers if not c.cut and len(c.attempts) > 1),
@@ -443,7 +463,13 @@ def analyse(
 
 def verdict(report: dict[str, Any]) -> bool:
     unresumed = report["resumed_by"].get("not resumed", 0)
-    return not (report["lost"] or report["paid_twice"] or report["failed"] or unresumed)
+    return not (
+        report["lost"]
+        or report["answer_lost_unwarned"]
+        or report["paid_twice"]
+        or report["failed"]
+        or unresumed
+    )
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -469,6 +495,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"  lost                {report['lost']}  "
         "(created, its id reached no caller and no ledger row; must be 0)"
+    )
+    print(
+        f"  answer lost         {report['answer_lost']}  (PiAPI created it, a fault swallowed the answer; "
+        f"found later via history: {report['answer_lost_found']}; "
+        f"callers not warned: {report['answer_lost_unwarned']}, must be 0)"
     )
     print(f"  paid twice          {report['paid_twice']}  (same request created again; must be 0)")
     print(f"  cut by the kill     {report['cut']}; resumed through the balancer: {report['resumed_by']}")
