@@ -46,7 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -119,7 +119,13 @@ class Caller:
         return any(task_id in a.dump or any(task_id in m for m in a.progress) for a in self.attempts)
 
     def seen_ids(self) -> list[str]:
-        return [found for a in self.attempts for m in (a.dump, *a.progress) for found in _IDS.findall(m)]
+        """Task ids this caller was told of: in its calls' results and progress (not in listings)."""
+        ids: list[str] = []
+        for a in self.attempts:
+            if a.tool != "list_tasks":
+                ids += [a.task_id] if a.task_id else []
+                ids += [found for m in a.progress for found in _IDS.findall(m)]
+        return ids
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -296,9 +302,10 @@ async def resume(
     http: httpx2.AsyncClient, url: str, caller: Caller, edit: dict[str, Any], wait: float
 ) -> None:
     """The caller's replica died mid-call: fetch the result from another one (bounded tries)."""
+    refused: set[str] = set()
     for _ in range(3):
         await anyio.sleep(1.0)
-        ids = caller.seen_ids()
+        ids = [found for found in caller.seen_ids() if found not in refused]
         how = "get_task"
         if not ids:
             listing = await attempt(http, url, "list_tasks", {"limit": 200}, 30.0)
@@ -311,6 +318,8 @@ async def resume(
             if got.exception is None and not got.is_error:
                 caller.resumed_by = how
                 return
+            if got.exception is None:
+                refused.add(ids[-1])
             continue
         again = await attempt(http, url, "kontext_edit", edit, wait)
         caller.attempts.append(again)
@@ -519,6 +528,9 @@ async def run(settings: Settings, work: Path) -> dict[str, Any]:
         with anyio.fail_after(START_TIMEOUT * 3):
             await cluster.start()
         callers, wall = await load_phase(cluster, settings, events)
+        # What went wrong for whom, kept with the logs (--keep, or a failed run) to look into.
+        troubled = [c for c in callers if (c.cut and not c.resumed_by) or c.final is None or c.final.is_error]
+        (work / "troubled-callers.json").write_text(json.dumps([asdict(c) for c in troubled], indent=1))
         async with httpx2.AsyncClient(base_url=cluster.sim_url, timeout=10.0, trust_env=False) as sim:
             seen = (await sim.get("/_simulator/tasks")).json()
         lag_webhooks = await lag_phase(cluster, settings, drop=False)
