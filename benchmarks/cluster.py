@@ -24,8 +24,9 @@ Reported, from the simulator's own list of creates and the shared ledger:
 - paid twice: the same request (prompt) created more than once. Must be 0;
 - cut / resumed: callers whose replica died, and how many fetched their result through the balancer
   with ``get_task``/``list_tasks`` (the rest by calling again). Every cut caller must get its result;
-- wall time; detection lag (a call's return minus its task's end) in two extra phases without faults:
-  webhooks delivered, then webhooks dropped (polling only).
+- wall time; detection lag (a call's return minus its task's end) in two extra phases without faults,
+  each with tasks of a length not learned yet (1.37x, then 1.73x the main run's): webhooks delivered,
+  then webhooks dropped (polling only).
 
 Exits 1 when lost, paid twice, failed or unresumed callers are not 0. Every wait is bounded; every
 child process is stopped on exit.
@@ -361,11 +362,17 @@ async def load_phase(cluster: Cluster, settings: Settings, log: list[str]) -> tu
     return callers + doubles, time.perf_counter() - t0
 
 
-async def lag_phase(cluster: Cluster, settings: Settings, drop: bool) -> list[float]:
-    """Calls without faults; how late each call returned after its task's end (webhooks or polling)."""
+async def lag_phase(cluster: Cluster, settings: Settings, drop: bool, duration: float) -> list[float]:
+    """Calls without faults; how late each call returned after its task's end (webhooks or polling).
+
+    The tasks run ``duration`` s, a length the replicas have not learned, so polling cannot simply
+    ask at the expected end: its lag is that of its schedule.
+    """
     async with httpx2.AsyncClient(base_url=cluster.sim_url, timeout=10.0, trust_env=False) as sim:
         (
-            await sim.post("/_simulator/controls", json={"fault_rate": 0.0, "drop_webhooks": drop})
+            await sim.post(
+                "/_simulator/controls", json={"fault_rate": 0.0, "drop_webhooks": drop, "duration": duration}
+            )
         ).raise_for_status()
         callers = [Caller(i, f"lag edit #{i} {uuid.uuid4().hex[:8]}") for i in range(settings.lag_calls)]
         async with _http(settings.wait_seconds + CALL_SLACK) as http:
@@ -533,8 +540,8 @@ async def run(settings: Settings, work: Path) -> dict[str, Any]:
         (work / "troubled-callers.json").write_text(json.dumps([asdict(c) for c in troubled], indent=1))
         async with httpx2.AsyncClient(base_url=cluster.sim_url, timeout=10.0, trust_env=False) as sim:
             seen = (await sim.get("/_simulator/tasks")).json()
-        lag_webhooks = await lag_phase(cluster, settings, drop=False)
-        lag_polling = await lag_phase(cluster, settings, drop=True)
+        lag_webhooks = await lag_phase(cluster, settings, drop=False, duration=settings.duration * 1.37)
+        lag_polling = await lag_phase(cluster, settings, drop=True, duration=settings.duration * 1.73)
         for proc in cluster.replicas:  # a stopped replica has written what it holds
             cluster.children.stop(proc)
         ledger_ids = cluster.ledger_ids()
