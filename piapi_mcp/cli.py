@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--duration", type=float, default=10.0, help="seconds a task spends processing")
     sim.add_argument("--queue-seconds", type=float, default=1.0, help="seconds a task stays pending")
+    sim.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests answered with a random fault (0)"
+    )
+    sim.add_argument("--fault-seed", type=int, default=0, help="seed of the random faults")
+    sim.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="post each task's end to the webhook endpoint its create asked for, as PiAPI does",
+    )
+    sim.add_argument(
+        "--webhook-delay", type=float, default=0.0, help="seconds between a task's end and its webhook"
+    )
     return parser
 
 
@@ -556,11 +568,28 @@ async def _piapi_client(config: Config) -> AsyncIterator[tuple[PiAPIClient, bool
 
 
 async def _run_simulator(args: argparse.Namespace) -> None:
-    from piapi_mcp.simulator import PiAPISimulator, SimulatorControls
+    from contextlib import AsyncExitStack
 
+    import httpx2
+
+    from piapi_mcp.simulator import PiAPISimulator, SimulatorControls, httpx_poster
+
+    if not 0 <= args.fault_rate <= 1:
+        raise SystemExit("--fault-rate must be between 0 and 1.")
     simulator = PiAPISimulator(
-        controls=SimulatorControls(duration=args.duration, queue_seconds=args.queue_seconds)
+        controls=SimulatorControls(
+            duration=args.duration,
+            queue_seconds=args.queue_seconds,
+            fault_rate=args.fault_rate,
+            fault_seed=args.fault_seed,
+            webhook_delay=args.webhook_delay,
+        )
     )
-    async with serve_app_on_loopback(simulator.app, args.port) as url:
+    async with AsyncExitStack() as stack:
+        if args.webhooks:
+            # Webhooks go wherever each create asked (a real server's public URL), so no proxy, short waits.
+            poster = await stack.enter_async_context(httpx2.AsyncClient(trust_env=False, timeout=10.0))
+            await stack.enter_async_context(simulator.sending_webhooks(httpx_poster(poster)))
+        url = await stack.enter_async_context(serve_app_on_loopback(simulator.app, args.port))
         print(f"PiAPI simulator listening on {url} (any X-API-Key is accepted)", file=sys.stderr, flush=True)
         await anyio.sleep_forever()

@@ -44,7 +44,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -693,11 +693,18 @@ class PiAPISimulator:
                 "prompt": task.input.get("prompt"),
                 "status": self.status_of(task),
                 "answer_lost": task.answer_lost,
+                # When it ends (or ended), in Unix seconds: benchmarks measure how late the end is noticed.
+                "ends_at": task.created_wall.timestamp() + task.queue_seconds + task.duration,
             }
             for task in self.tasks.values()
         ]
         return JSONResponse(
-            {"tasks": tasks, "requests": len(self.requests), "random_faults": dict(self.random_faults)}
+            {
+                "tasks": tasks,
+                "requests": len(self.requests),
+                "random_faults": dict(self.random_faults),
+                "webhooks": [asdict(delivery) for delivery in self.webhooks],
+            }
         )
 
 
