@@ -23,7 +23,7 @@ from typing import Any, Final
 import anyio
 
 from piapi_mcp.catalog import CATALOG, MediaField, SizeFromImage, Status, TaskSpec
-from piapi_mcp.client import PiAPIClient, host_of
+from piapi_mcp.client import MAX_HISTORY_PAGE_SIZE, PiAPIClient, host_of
 from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS
 from piapi_mcp.errors import (
     AuthenticationError,
@@ -74,6 +74,9 @@ CLAIM_WAIT_SECONDS: Final = 30.0
 CLAIM_POLL_SECONDS: Final = 0.25
 #: PiAPI's task history is searched this far around an unknown create's time (clocks differ)...
 HISTORY_SLACK_SECONDS: Final = 600.0
+#: At most this many pages of PiAPI's history are read looking for one lost create (a busy account
+#: makes more than a page of tasks in the window around it).
+MAX_HISTORY_PAGES: Final = 5
 #: ...at most once per unknown create in this long...
 RECOVERY_RETRY_SECONDS: Final = 60.0
 #: ...and for at most this many unknown creates per list_tasks.
@@ -515,18 +518,24 @@ class TaskService:
         if tried is not None and now - tried < RECOVERY_RETRY_SECONDS:
             return None
         moment = entry.created_at.timestamp()
-        try:
-            found = await self.client.task_history(
-                start_time=moment - HISTORY_SLACK_SECONDS, end_time=moment + HISTORY_SLACK_SECONDS
-            )
-        except PiAPIError as err:
-            logger.info("could not search PiAPI's task history for %s: %s", entry.task_id, err.message)
-            return None
+        candidates: list[Task] = []
+        for page in range(1, MAX_HISTORY_PAGES + 1):
+            try:
+                found = await self.client.task_history(
+                    start_time=moment - HISTORY_SLACK_SECONDS,
+                    end_time=moment + HISTORY_SLACK_SECONDS,
+                    page=page,
+                )
+            except PiAPIError as err:
+                logger.info("could not search PiAPI's task history for %s: %s", entry.task_id, err.message)
+                return None
+            matching = [task for task in found if valid_task_id(task.task_id) and _same_create(task, entry)]
+            known = await self._ledger(lambda: self.ledger.known_ids([task.task_id for task in matching]))
+            candidates = [task for task in matching if task.task_id not in (known or set())]
+            if candidates or len(found) < MAX_HISTORY_PAGE_SIZE:
+                break
         # Searched and not found: PiAPI's history may lag, so look again later, not at every call.
         self._recovery_tried[entry.task_id] = now
-        candidates = [task for task in found if valid_task_id(task.task_id) and _same_create(task, entry)]
-        known = await self._ledger(lambda: self.ledger.known_ids([task.task_id for task in candidates]))
-        candidates = [task for task in candidates if task.task_id not in (known or set())]
         if not candidates:
             return None
         best = min(

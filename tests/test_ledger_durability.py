@@ -391,3 +391,45 @@ async def test_a_server_over_a_bad_ledger_or_state_folder_starts_serves_and_says
         assert "in memory" in notice and data["ledger"] is None
     assert said.count(notice) == 1, said
     assert "Traceback" not in said, said
+
+
+async def test_a_lost_create_is_found_in_piapis_history_beyond_its_first_page(
+    simulator: PiAPISimulator,
+    clock: ManualClock,
+    http: httpx2.AsyncClient,
+    state_dir: Path,
+) -> None:
+    """A busy account: 150 later tasks fill the first page of the window; the lost create is still found."""
+    answers = 0
+
+    def drop_first_id(data: dict[str, Any]) -> dict[str, Any]:
+        nonlocal answers
+        answers += 1
+        return {**data, "task_id": ""} if answers == 1 else data
+
+    simulator.controls.tamper = drop_first_id
+    simulator.controls.history_enabled = False
+    simulator.controls.duration = 0
+    async with Client(make_server(simulator, clock, http)) as client:
+        first = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
+        assert first.is_error and MAY_HAVE in text_of(first), text_of(first)
+        (lost,) = simulator.tasks
+        for n in range(150):
+            await clock.sleep(0.5)
+            made = await client.call_tool(
+                "run_task",
+                {
+                    "model": "Qubico/flux1-schnell",
+                    "task_type": "txt2img",
+                    "input": {"prompt": f"busy {n}"},
+                    "wait_seconds": 0,
+                },
+            )
+            assert not made.is_error, text_of(made)
+
+        simulator.controls.history_enabled = True
+        found = await client.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
+
+    assert not found.is_error, text_of(found)
+    assert (found.structured_content or {})["task_id"] == lost
+    assert simulator.created_count == 151
