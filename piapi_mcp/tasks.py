@@ -530,7 +530,8 @@ class TaskService:
                 logger.info("could not search PiAPI's task history for %s: %s", entry.task_id, err.message)
                 return None
             matching = [task for task in found if valid_task_id(task.task_id) and _same_create(task, entry)]
-            known = await self._ledger(lambda: self.ledger.known_ids([task.task_id for task in matching]))
+            ids = [task.task_id for task in matching]
+            known = await self._ledger(lambda: self.ledger.known_ids(ids))  # noqa: B023 - awaited at once
             candidates = [task for task in matching if task.task_id not in (known or set())]
             if candidates or len(found) < MAX_HISTORY_PAGE_SIZE:
                 break
