@@ -189,11 +189,6 @@ class Ledger(Protocol):
     notice: str | None
 
     @property
-    def path(self) -> Path | None:
-        """The ledger's file on this machine, or ``None`` (in memory, or a database)."""
-        ...
-
-    @property
     def location(self) -> str | None:
         """Where the ledger lives, for people: its file, its database's URL without the password, or
         ``None`` when it is kept in memory."""
@@ -409,11 +404,6 @@ class TaskLedger:
         )
         logger.warning("%s", ledger.notice)
         return ledger
-
-    @property
-    def path(self) -> Path | None:
-        """The SQLite file, or ``None`` for an in-memory ledger."""
-        return self._path
 
     @property
     def location(self) -> str | None:

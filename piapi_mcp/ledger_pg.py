@@ -200,11 +200,6 @@ class PostgresLedger:
         self._fallback_pending = self.fallback_path is not None and _has_lines(self.fallback_path)
 
     @property
-    def path(self) -> Path | None:
-        """``None``: the ledger is a database, not a file on this machine."""
-        return None
-
-    @property
     def location(self) -> str | None:
         """The database's URL, its password hidden."""
         return self.shown_url
