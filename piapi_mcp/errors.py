@@ -145,34 +145,48 @@ REDACTED = "***"
 
 
 @functools.lru_cache(maxsize=8)
-def _secret_pattern(secret: str) -> re.Pattern[str]:
-    """The secret as upstreams may echo it: as is, URL-encoded (either form), in any letter case."""
-    variants = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The secrets as upstreams may echo them: as is, URL-encoded (either form), in any letter case.
+
+    ``None`` when none is long enough to be a real secret.
+    """
+    variants = {
+        variant
+        for secret in secrets
+        if len(secret) >= MIN_REDACTED_LENGTH
+        for variant in (secret, quote(secret, safe=""), quote_plus(secret, safe=""))
+    }
+    if not variants:
+        return None
     alternatives = "|".join(re.escape(variant) for variant in sorted(variants, key=len, reverse=True))
     return re.compile(alternatives, re.IGNORECASE)
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Return ``text`` with every occurrence of ``secret`` replaced by ``***``.
+def _pattern_of(secrets: tuple[str | None, ...]) -> re.Pattern[str] | None:
+    return _secret_pattern(tuple(secret for secret in secrets if secret))
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Return ``text`` with every occurrence of each secret replaced by ``***``.
 
     Case-insensitive, and URL-encoded copies count too: an upstream that echoes the key in a URL
     or in other letters must not get it past us. Secrets shorter than 8 characters are left alone.
     """
-    if secret and len(secret) >= MIN_REDACTED_LENGTH:
-        text = _secret_pattern(secret).sub(REDACTED, text)
-    return text
+    pattern = _pattern_of(secrets)
+    return text if pattern is None else pattern.sub(REDACTED, text)
 
 
-def scrub(value: Any, secret: str | None) -> Any:
-    """Parsed JSON with ``secret`` redacted from every string in it, keys included (containers in place).
+def scrub(value: Any, *secrets: str | None) -> Any:
+    """Parsed JSON with the secrets redacted from every string in it, keys included (containers in place).
 
-    Iterative, so an upstream's deeply nested answer cannot exhaust the stack.
+    One pass whatever the number of secrets. Iterative, so an upstream's deeply nested answer
+    cannot exhaust the stack.
     """
-    if not secret or len(secret) < MIN_REDACTED_LENGTH:
+    pattern = _pattern_of(secrets)
+    if pattern is None:
         return value
     if isinstance(value, str):
-        return redact(value, secret)
-    pattern = _secret_pattern(secret)
+        return pattern.sub(REDACTED, value)
     pending: list[Any] = [value]
     while pending:
         node = pending.pop()
@@ -192,8 +206,8 @@ def scrub(value: Any, secret: str | None) -> Any:
     return value
 
 
-def _clean_upstream_text(text: str, secret: str | None) -> str:
-    text = redact(re.sub(r"\s+", " ", text).strip(), secret)
+def _clean_upstream_text(text: str, *secrets: str | None) -> str:
+    text = redact(re.sub(r"\s+", " ", text).strip(), *secrets)
     if len(text) > _MAX_UPSTREAM_TEXT:
         text = text[: _MAX_UPSTREAM_TEXT - 1] + "…"
     return text
@@ -232,13 +246,13 @@ def decode_envelope(
     body: Any
     try:
         # Every string of the answer is scrubbed of the key before anything else reads it.
-        body = scrub(scrub(response.json(), api_key), also_secret)
+        body = scrub(response.json(), api_key, also_secret)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
         body = None
     envelope = body if isinstance(body, dict) and "code" in body else None
     upstream = None
     if envelope is not None and isinstance(envelope.get("message"), str) and envelope["message"]:
-        upstream = redact(_clean_upstream_text(envelope["message"], api_key), also_secret)
+        upstream = _clean_upstream_text(envelope["message"], api_key, also_secret)
 
     status = response.status_code
     if status >= 400:
