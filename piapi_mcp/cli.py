@@ -43,7 +43,7 @@ from piapi_mcp.loopback import serve_app_on_loopback
 
 if TYPE_CHECKING:
     from piapi_mcp.events import TaskEvents
-    from piapi_mcp.tasks import WebhookTarget
+    from piapi_mcp.server_settings import WebhookTarget
     from piapi_mcp.waiting import DurationEstimator
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
@@ -262,8 +262,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     webhook = _webhook_target(config, transport)
     from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
+    from piapi_mcp.mcp_server import create_server
     from piapi_mcp.media import OutputSaver
-    from piapi_mcp.server import ServerSettings, create_server
+    from piapi_mcp.server_settings import ServerSettings
 
     async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
@@ -296,7 +297,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             webhook=webhook,
             events=events,
         )
-        server = create_server(client, settings)
+        # A restart answers the host's first lists from the state folder, and builds the tools on first
+        # need; the sandbox's simulator gets a new address every run, so its lists are built each time.
+        server = create_server(client, settings, listings_in=None if simulated else config.state_dir)
         if config.api_key is None and not simulated:
             logger.warning(
                 "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"
@@ -378,7 +381,7 @@ def _webhook_target(config: Config, transport: str) -> WebhookTarget | None:
     Raises:
         ConfigError: the webhook secret cannot be read or kept (see ``config.webhook_secret``).
     """
-    from piapi_mcp.tasks import WebhookTarget
+    from piapi_mcp.server_settings import WebhookTarget
 
     if config.public_url is None:
         return None

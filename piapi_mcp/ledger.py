@@ -43,7 +43,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from piapi_mcp.models import CANCELLED, FAILED, TERMINAL_STATUSES, Task, usd_of_units
 from piapi_mcp.timing import Clock, SystemClock
@@ -125,6 +125,8 @@ LEDGER_ERRORS: Final[tuple[type[Exception], ...]] = (sqlite3.Error, OSError, Led
 
 class LedgerEntry(BaseModel):
     """One task as the ledger remembers it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     task_id: str = Field(
         description=f"PiAPI's id for the task ('{UNKNOWN_TASK_PREFIX}…' while PiAPI's id is not known)."

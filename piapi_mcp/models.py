@@ -5,8 +5,6 @@ what every task shares: statuses, :class:`Task` parsed from PiAPI's answers (who
 the upstream's word, checked before use), and :class:`TaskResult`, what the tools return.
 """
 
-from __future__ import annotations
-
 import logging
 import math
 import re
@@ -15,7 +13,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from piapi_mcp.errors import InvalidResponseError, shown
 
@@ -152,6 +150,8 @@ def _identifier(value: object, pattern: str) -> str | None:
 class Usage(BaseModel):
     """What a task costs, as PiAPI reports it in ``meta.usage`` (credits, not tokens)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     #: PiAPI's usage kind, e.g. 'llm', 'point' or 'quota'.
     type: str | None = None
     consume: int | None = Field(default=None, description="Credit units charged (1 = $1e-7), not tokens.")
@@ -162,12 +162,16 @@ class Usage(BaseModel):
 class TaskError(BaseModel):
     """Why PiAPI says a task failed."""
 
+    model_config = ConfigDict(defer_build=True)
+
     code: int | None = None
     message: str
 
 
 class OutputRef(BaseModel):
     """One output of a task: a file PiAPI serves (``url``), or a text (``text``)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     url: str | None = Field(default=None, description="PiAPI's URL (kept a few days).")
     kind: OutputKind
@@ -179,6 +183,8 @@ class OutputRef(BaseModel):
 
 class Task(BaseModel):
     """A PiAPI task, normalised from whatever shape PiAPI sent."""
+
+    model_config = ConfigDict(defer_build=True)
 
     task_id: str
     model: str | None = None
@@ -474,6 +480,8 @@ def _count(value: object) -> int | None:
 class NextAction(BaseModel):
     """Something PiAPI offers to do next with a task's output: ``run_task``'s arguments, and a label."""
 
+    model_config = ConfigDict(defer_build=True)
+
     label: str
     model: str
     task_type: str
@@ -508,6 +516,8 @@ def charged_usd(task: Task) -> float | None:
 class TaskResult(BaseModel):
     """What every piapi-mcp tool returns about a task (the tool's structured content)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     task_id: str
     model: str | None
     task_type: str | None
@@ -539,6 +549,8 @@ _MAX_AMOUNT: Final = 1e12
 
 class AccountInfo(BaseModel):
     """The PiAPI account as ``get_account`` reports it (its structured content)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     account: str | None = Field(description="PiAPI's name for the account.")
     plan: str | None

@@ -15,39 +15,27 @@ import copy
 import functools
 import json
 import logging
-import re
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
-from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
     ResourceError,
     ResourceNotFoundError,
     ToolError,
-    UnexpectedToolError,
 )
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
-from mcp.types import Tool as MCPTool
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import AnyUrl, BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from piapi_mcp._version import package_version
-from piapi_mcp.arguments import (
-    describe_invalid_arguments,
-    describe_unknown_arguments,
-    lean_schema,
-    model_arguments,
-    output_shape,
-)
-from piapi_mcp.card import task_card_apps, task_card_link
+from piapi_mcp.arguments import describe_invalid_arguments, lean_schema, model_arguments
+from piapi_mcp.card import task_card_link
 from piapi_mcp.catalog import CATALOG, TaskSpec
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.config import MAX_WAIT_SECONDS
@@ -55,7 +43,11 @@ from piapi_mcp.errors import shown
 from piapi_mcp.ledger import (
     UNKNOWN_TASK_PREFIX as UNKNOWN_TASK_PREFIX,  # re-exported: ids of creates whose PiAPI id is unknown
 )
-from piapi_mcp.media import local_paths_from_roots, output_mime_type
+from piapi_mcp.mcp_server import INSTRUCTIONS as INSTRUCTIONS  # re-exported
+from piapi_mcp.mcp_server import OUTPUT_RESOURCE, OUTPUT_RESOURCE_MIME_TYPE, PiAPIMCPServer
+from piapi_mcp.mcp_server import SERVER_NAME as SERVER_NAME  # re-exported
+from piapi_mcp.mcp_server import create_server as create_server  # re-exported
+from piapi_mcp.media import local_paths_from_roots
 from piapi_mcp.models import MODEL_PATTERN, TASK_ID_PATTERN, TASK_TYPE_PATTERN, AccountInfo, TaskResult
 from piapi_mcp.prompts import add_prompts
 from piapi_mcp.render import Renderer, TaskList
@@ -63,20 +55,9 @@ from piapi_mcp.tasks import (
     DOWNLOAD_FLOOR_SECONDS as DOWNLOAD_FLOOR_SECONDS,  # re-exported for tests and benchmarks
 )
 from piapi_mcp.tasks import Call, CallFailed, CreateRequest, ServerSettings, TaskNotFound, TaskService
-from piapi_mcp.wording import description, seconds
+from piapi_mcp.wording import seconds
 
 logger = logging.getLogger("piapi_mcp")
-
-SERVER_NAME: Final = "piapi-mcp"
-
-INSTRUCTIONS: Final = (
-    "Tools for PiAPI's generation API (images, video, music, speech, 3D). The typed tools cover what is "
-    "asked most; run_task runs any PiAPI model, described in the resources piapi://models and "
-    "piapi://models/{model}/{task_type}. PiAPI tasks take seconds to minutes and cost credits: a tool "
-    "waits up to wait_seconds and, if the task is not finished by then, returns its task_id with status "
-    "still running. That is not an error; call get_task with that task_id (and wait_seconds) to keep "
-    "waiting. Never create the same task again just because it is slow: that pays twice."
-)
 
 TaskId = Annotated[str, Field(pattern=TASK_ID_PATTERN, description="A PiAPI task id, as a tool returned it.")]
 
@@ -97,113 +78,7 @@ READS: Final = ToolAnnotations(read_only_hint=True)
 CANCELS: Final = ToolAnnotations(idempotent_hint=True)
 READS_LOCAL: Final = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-__all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "create_server"]
-
-
-#: The tool whose output schema is the task result's full shape; other task tools publish its core.
-FULL_RESULT_SCHEMA_TOOL: Final = "get_task"
-TASK_RESULT_CORE: Final = ("task_id", "status", "done", "outputs")
-#: Other tools whose output schema publishes only these top-level fields, by their types.
-PUBLISHED_CORES: Final = {"list_tasks": ("tasks", "ledger", "ledger_notice")}
-
-#: Any output of a task; the template's MIME type says "some file", each read says what it is.
-OUTPUT_RESOURCE: Final = "piapi://tasks/{task_id}/outputs/{n}"
-OUTPUT_RESOURCE_MIME_TYPE: Final = "application/octet-stream"
-_OUTPUT_URI: Final = re.compile(r"^piapi://tasks/[^/]+/outputs/\d+$")
-
-
-class PiAPIMCPServer(MCPServer[Any]):
-    """``MCPServer`` whose every tool failure reads as one sentence, and whose tool list is lean."""
-
-    async def list_tools(self) -> list[MCPTool]:
-        """The tools with lean schemas: hosts load every byte of them into the model's context.
-
-        Descriptions lose any docstring indentation. Input schemas lose pydantic's titles; output
-        schemas keep their shape only. The task result's
-        full shape is published once, on ``get_task``; every other task tool publishes its core
-        (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy, and
-        ``list_tasks`` the top of its listing (each entry is described by ``piapi://tasks``' JSON).
-        """
-        tools = await super().list_tools()
-        # The tools are fixed once the server is built: work their lean form out once, and the
-        # task tools' shared output shape once for all of them (it is most of the work).
-        listed = tuple(tool.model_dump_json() for tool in tools)
-        cached = getattr(self, "_published", None)
-        if cached is not None and cached[0] == listed:
-            return list(cached[1])
-        task_result = _task_result_schema()
-        shapes: dict[tuple[str, tuple[str, ...] | None], Any] = {}
-        published = []
-        for tool in tools:
-            output = tool.output_schema
-            if output is not None:
-                core = output == task_result and tool.name != FULL_RESULT_SCHEMA_TOOL
-                keep = TASK_RESULT_CORE if core else PUBLISHED_CORES.get(tool.name)
-                memo = (json.dumps(output, sort_keys=True), keep)
-                if memo not in shapes:
-                    shapes[memo] = output_shape(copy.deepcopy(output), keep=keep)
-                output = shapes[memo]
-            published.append(
-                tool.model_copy(
-                    update={
-                        "description": description(tool.description),
-                        "input_schema": lean_schema(tool.input_schema),
-                        "output_schema": output,
-                    }
-                )
-            )
-        self._published = (listed, published)
-        return list(published)
-
-    async def read_resource(
-        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
-    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        """Read a resource; a task output's read carries the MIME type of its content.
-
-        A template declares one MIME type for every URI it matches, but output ``n`` may be a PNG, an
-        MP4 or a text: its bytes (only allowed formats are ever saved or fetched) say which.
-        """
-        read = await super().read_resource(uri, context)
-        if isinstance(read, InputRequiredResult) or not _OUTPUT_URI.match(str(uri)):
-            return read
-        return [
-            replace(part, mime_type=output_mime_type(part.content))
-            if isinstance(part.content, bytes)
-            else part
-            for part in read
-        ]
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        """Run a tool; every failure reaches the caller as one plain-language sentence.
-
-        Arguments the tool does not have are refused before it runs (the SDK would drop them
-        silently, and a paid task would be made without them). Validation failures name the
-        field; a crash inside the tool says so, never as the SDK's bare "Error executing tool".
-        """
-        tool = self._tool_manager.get_tool(name)
-        if tool is not None:
-            known = tool.parameters.get("properties", {})
-            unknown = [key for key in arguments if key not in known]
-            if unknown:
-                raise ToolError(describe_unknown_arguments(name, unknown, list(known)))
-        try:
-            return await super().call_tool(name, arguments, context)
-        except UnexpectedToolError as err:
-            crash = err.__cause__
-            logger.error("%s crashed", name, exc_info=crash)
-            if isinstance(crash, ValidationError):
-                raise ToolError(describe_invalid_arguments(name, crash)) from crash
-            kind = type(crash).__name__ if crash is not None else "an unknown error"
-            raise ToolError(
-                f"{name} failed inside piapi-mcp ({kind}); any PiAPI task it created is in list_tasks, "
-                "so check there before calling it again."
-            ) from crash
-        except ToolError as err:
-            if isinstance(err.__cause__, ValidationError):
-                raise ToolError(describe_invalid_arguments(name, err.__cause__)) from err.__cause__
-            raise
+__all__ = ["SERVER_NAME", "PiAPIMCPServer", "ServerSettings", "TaskList", "create_server", "populate"]
 
 
 @contextmanager
@@ -224,12 +99,6 @@ def _as_resource_error() -> Iterator[None]:
         raise ResourceNotFoundError(str(err)) from err
     except CallFailed as err:
         raise ResourceError(str(err)) from err
-
-
-@functools.cache
-def _task_result_schema() -> dict[str, Any]:
-    """:class:`TaskResult`'s JSON schema (derived once)."""
-    return TaskResult.model_json_schema()
 
 
 @functools.cache
@@ -256,17 +125,11 @@ def _returns_task_result(server: MCPServer[Any], name: str) -> None:
     tool.fn_metadata.output_schema = copy.deepcopy(shared.output_schema)
 
 
-def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -> MCPServer[Any]:
-    """Build the MCP server over ``client``. Nothing global: call it once per server instance."""
-    settings = settings or ServerSettings()
-    # The task card (MCP Apps): its resource and capability come with the SDK's extension; each task
-    # tool links it through ``_meta`` (added here, not by ``Apps.tool``, to keep the tools' order).
-    server = PiAPIMCPServer(
-        SERVER_NAME,
-        version=package_version(),
-        instructions=INSTRUCTIONS,
-        extensions=[task_card_apps(client.base_url)] if settings.task_card else [],
-    )
+def populate(server: PiAPIMCPServer, client: PiAPIClient, settings: ServerSettings) -> None:
+    """Register on ``server`` the tools, resources and prompts that work over ``client``.
+
+    :func:`~piapi_mcp.mcp_server.create_server` calls it, at once or on the server's first need.
+    """
 
     def card() -> dict[str, Any] | None:
         return task_card_link() if settings.task_card else None
@@ -478,7 +341,6 @@ def create_server(client: PiAPIClient, settings: ServerSettings | None = None) -
             return await service.output_bytes(task_id, n)
 
     add_prompts(server)
-    return server
 
 
 def _creation_tool(

@@ -12,6 +12,7 @@ task's events (:mod:`piapi_mcp.events`), polls at once when one arrives, and pol
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -25,7 +26,6 @@ from typing import Any, Final
 
 import anyio
 
-from piapi_mcp.catalog import CATALOG
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.errors import (
     APIConnectionError,
@@ -68,11 +68,6 @@ _SLACK: Final = 1e-6
 #: A learned duration at or above this (a day) is nonsense in the durations file, and ignored.
 _MAX_LEARNED_SECONDS: Final = 86_400.0
 
-#: Typical durations (create to end, for the entry's reference inputs) before any task of the kind has
-#: been seen: each catalog entry's own.
-DURATION_PRIORS: Final[dict[tuple[str | None, str | None], float]] = {
-    spec.key: spec.typical_seconds for spec in CATALOG.all()
-}
 
 TRANSIENT_ERRORS: Final = (APIConnectionError, RateLimitError, UpstreamServerError, InvalidResponseError)
 
@@ -82,8 +77,19 @@ logger = logging.getLogger("piapi_mcp")
 Key = tuple[str | None, str | None]
 
 
+@functools.cache
+def duration_priors() -> dict[Key, float]:
+    """Typical durations (create to end, for the entry's reference inputs) before any task of the kind
+    has been seen: each catalog entry's own. Read on first use: the catalog is not imported at start."""
+    from piapi_mcp.catalog import CATALOG
+
+    return {spec.key: spec.typical_seconds for spec in CATALOG.all()}
+
+
 def duration_factor(model: str | None, task_type: str | None, task_input: dict[str, Any] | None) -> float:
     """How many times its entry's reference run time a task of these inputs takes (1 when unknown)."""
+    from piapi_mcp.catalog import CATALOG
+
     spec = CATALOG.find(model, task_type) if model is not None and task_type is not None else None
     return spec.duration_factor(task_input) if spec is not None else 1.0
 
@@ -120,7 +126,7 @@ class DurationEstimator:
         path: Path | None = None,
     ) -> None:
         self._window = window
-        self._priors = dict(DURATION_PRIORS if priors is None else priors)
+        self._priors = None if priors is None else dict(priors)
         self._runs: dict[Key, deque[float]] = {}
         self._queues: dict[Key, deque[float]] = {}
         self._path = path
@@ -202,7 +208,7 @@ class DurationEstimator:
             queues = self._queues.get(key)
             queue = statistics.median(queues) if queues else 0.0
             return Estimate(queue=queue, run=statistics.median(runs) * factor, learned=True)
-        prior = self._priors.get(key)
+        prior = (duration_priors() if self._priors is None else self._priors).get(key)
         return None if prior is None else Estimate(queue=0.0, run=prior * factor, learned=False)
 
     def estimate(
@@ -348,6 +354,8 @@ def _started_at(task: Task, created_at: float) -> float | None:
 
 def _progress(task: Task) -> float | None:
     """PiAPI's progress figure (0-100) for a running task of a family that reports one, if it did."""
+    from piapi_mcp.catalog import CATALOG
+
     spec = CATALOG.find(task.model, task.task_type) if task.model and task.task_type else None
     if spec is None or spec.progress_field is None or task.output is None:
         return None
