@@ -45,9 +45,10 @@ class Listings:
 @dataclass(frozen=True)
 class ListingSettings:
     """The settings the lists depend on: the default wait and the duplicate window are in tool
-    schemas, the task card adds links and a resource, and the base URL is in the card's CSP."""
+    schemas, the task card adds links and a resource, whose CSP lists the origins media come from
+    (PiAPI's, and the base URL's: its origin only, so that no credential in it is ever written)."""
 
-    base_url: str
+    media_origins: tuple[str, ...]
     wait_seconds: float
     dedup_seconds: float
     task_card: bool

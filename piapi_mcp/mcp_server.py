@@ -281,7 +281,7 @@ def create_server(
     and settings are answered from there, and the tools are built on first need; without it, or when
     none fits, they are built now (importing the catalog), and published lists are kept there.
     """
-    from piapi_mcp.card import task_card_apps
+    from piapi_mcp.card import media_origins, task_card_apps
     from piapi_mcp.server_settings import ServerSettings
 
     used = settings or ServerSettings()
@@ -296,7 +296,7 @@ def create_server(
         cache = ListingCache(
             listings_in,
             ListingSettings(
-                base_url=client.base_url,
+                media_origins=tuple(media_origins(client.base_url)),
                 wait_seconds=used.wait_seconds,
                 dedup_seconds=used.dedup_seconds,
                 task_card=used.task_card,

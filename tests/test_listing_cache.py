@@ -146,7 +146,9 @@ async def test_a_state_folder_that_cannot_be_written_only_costs_the_next_start_i
 
 
 def test_the_key_changes_when_any_source_file_of_the_package_changes() -> None:
-    settings = ListingSettings(base_url=SIM_BASE_URL, wait_seconds=50.0, dedup_seconds=60.0, task_card=True)
+    settings = ListingSettings(
+        media_origins=(SIM_BASE_URL,), wait_seconds=50.0, dedup_seconds=60.0, task_card=True
+    )
     source = Path(listings.__file__).parent / "catalog" / "flux.py"
     before = listing_key(settings)
     stat = source.stat()
@@ -176,3 +178,14 @@ async def test_a_restarted_stdio_server_lists_its_tools_before_importing_the_cat
                 assert not result.is_error, text_of(result)
     assert "piapi_mcp.catalog" in log.read_text()
     assert "piapi_mcp.catalog" in (tmp_path / "first.log").read_text()
+
+
+async def test_credentials_in_the_base_url_are_never_written_to_the_state_folder(
+    http: httpx2.AsyncClient, clock: ManualClock, tmp_path: Path
+) -> None:
+    client = PiAPIClient(http, api_key=API_KEY, base_url="https://user:hunter2@proxy.test", clock=clock)
+    async with _session(create_server(client, ServerSettings(clock=clock), listings_in=tmp_path)) as session:
+        await _lists(session)
+    written = (tmp_path / FILE_NAME).read_text()
+    assert "https://proxy.test" in written
+    assert "hunter2" not in written and API_KEY not in written
