@@ -1,4 +1,4 @@
-"""piapi-mcp: PiAPI's generation API (Flux Kontext first) as MCP tools that never lose a paid task."""
+"""piapi-mcp: PiAPI's generation API (image, video, music, speech, 3D) as MCP tools that never lose a task."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from piapi_mcp.errors import PiAPIError as PiAPIError
     from piapi_mcp.errors import RateLimitError as RateLimitError
     from piapi_mcp.errors import UpstreamServerError as UpstreamServerError
+    from piapi_mcp.mcp_server import create_server as create_server
     from piapi_mcp.models import Task as Task
     from piapi_mcp.models import TaskResult as TaskResult
-    from piapi_mcp.server import ServerSettings as ServerSettings
-    from piapi_mcp.server import create_server as create_server
+    from piapi_mcp.server_settings import ServerSettings as ServerSettings
     from piapi_mcp.simulator import Fault as Fault
     from piapi_mcp.simulator import PiAPISimulator as PiAPISimulator
     from piapi_mcp.simulator import SimulatorControls as SimulatorControls
@@ -43,7 +43,7 @@ _HOMES: dict[str, str] = {
     "AuthenticationError": "piapi_mcp.errors",
     "BadRequestError": "piapi_mcp.errors",
     "Clock": "piapi_mcp.timing",
-    "create_server": "piapi_mcp.server",
+    "create_server": "piapi_mcp.mcp_server",
     "DurationEstimator": "piapi_mcp.waiting",
     "Fault": "piapi_mcp.simulator",
     "InvalidResponseError": "piapi_mcp.errors",
@@ -56,7 +56,7 @@ _HOMES: dict[str, str] = {
     "PiAPIError": "piapi_mcp.errors",
     "PiAPISimulator": "piapi_mcp.simulator",
     "RateLimitError": "piapi_mcp.errors",
-    "ServerSettings": "piapi_mcp.server",
+    "ServerSettings": "piapi_mcp.server_settings",
     "SimulatorControls": "piapi_mcp.simulator",
     "SystemClock": "piapi_mcp.timing",
     "Task": "piapi_mcp.models",
