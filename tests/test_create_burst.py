@@ -1,0 +1,144 @@
+"""A burst of creates over one stdio session: requests that arrive together are read together.
+
+The SDK's stdio transport reads one line per worker-thread round trip; ``piapi_mcp.stdio`` reads a
+chunk per round trip and hands every complete line in it over at once, while keeping the SDK's
+protection of the protocol stream (fd 0 on the null device, fd 1 on stderr while serving).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from piapi_mcp import PiAPISimulator
+from piapi_mcp.loopback import serve_app_on_loopback
+from piapi_mcp.stdio import LineReader, LineWriter
+from tests.helpers import EDIT, stdio_server, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def _pipe_with(data: bytes) -> int:
+    """The read end of a pipe holding ``data``, its write end closed (so the reader meets EOF after it)."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, data)
+    os.close(write_fd)
+    return read_fd
+
+
+async def _lines(reader: LineReader) -> list[str]:
+    return [line async for line in reader]
+
+
+async def test_a_hundred_requests_waiting_in_the_pipe_are_read_in_one_worker_hop_not_one_each() -> None:
+    requests = [json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call"}) + "\n" for n in range(100)]
+    read_fd = _pipe_with("".join(requests).encode())
+    try:
+        reader = LineReader(read_fd)
+        assert await _lines(reader) == requests
+        # One read for the whole burst, one more to see the end of the input.
+        assert reader.reads == 2
+    finally:
+        os.close(read_fd)
+
+
+async def test_a_line_and_a_character_split_across_reads_arrive_whole() -> None:
+    text = '{"prompt": "ciel violet — élevé 空"}\n{"b": 2}\n'
+    read_fd = _pipe_with(text.encode())
+    try:
+        reader = LineReader(read_fd, chunk=3)  # splits lines and multi-byte characters alike
+        assert await _lines(reader) == ['{"prompt": "ciel violet — élevé 空"}\n', '{"b": 2}\n']
+    finally:
+        os.close(read_fd)
+
+
+async def test_a_last_line_without_a_newline_and_invalid_bytes_are_still_delivered() -> None:
+    read_fd = _pipe_with(b'{"a": 1}\n{"b": "\xff"}')
+    try:
+        assert await _lines(LineReader(read_fd)) == ['{"a": 1}\n', '{"b": "\ufffd"}']
+    finally:
+        os.close(read_fd)
+
+
+async def test_each_message_is_written_whole_in_one_worker_hop() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        writer = LineWriter(write_fd)
+        messages = [json.dumps({"id": n, "text": "é" * n}) + "\n" for n in range(50)]
+        for message in messages:
+            await writer.write(message)
+            await writer.flush()
+        os.close(write_fd)
+        write_fd = -1
+        received = b""
+        while chunk := os.read(read_fd, 1 << 16):
+            received += chunk
+        assert received.decode() == "".join(messages)
+        assert writer.writes == len(messages)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+
+
+def test_stray_output_while_serving_goes_to_stderr_and_never_onto_the_protocol_stream() -> None:
+    script = (
+        "import os, sys\n"
+        "from piapi_mcp.stdio import claimed_std_fds\n"
+        "with claimed_std_fds() as fds:\n"
+        "    assert fds is not None\n"
+        "    print('stray print', flush=True)\n"
+        "    os.write(1, b'stray write\\n')\n"
+        "    assert os.read(0, 10) == b''  # stdin is the null device meanwhile\n"
+        "    os.write(fds[1], b'protocol ' + os.read(fds[0], 100))\n"
+        "print('after')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=b"request\n", capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"protocol request\nafter\n"
+    assert b"stray print\nstray write\n" in done.stderr
+
+
+async def test_a_burst_of_concurrent_edits_over_one_stdio_session_each_gets_its_own_task(
+    simulator: PiAPISimulator, tmp_path: Path
+) -> None:
+    calls = 40
+    async with serve_app_on_loopback(simulator.app) as sim_url:
+        params = stdio_server(sim_url, tmp_path / "outputs")
+        with anyio.fail_after(60):
+            async with Client(params) as client:
+                answers: dict[int, tuple[str, str]] = {}
+
+                async def edit(n: int) -> None:
+                    first: list[str] = []
+
+                    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                        first.append(message or "")
+
+                    result = await client.call_tool(
+                        "kontext_edit",
+                        {**EDIT, "prompt": f"burst edit {n}", "wait_seconds": 0},
+                        progress_callback=on_progress,
+                    )
+                    assert not result.is_error, text_of(result)
+                    data = result.structured_content
+                    assert data is not None
+                    answers[n] = (str(data["task_id"]), first[0] if first else "")
+
+                async with anyio.create_task_group() as group:
+                    for n in range(calls):
+                        group.start_soon(edit, n)
+    task_ids = {task_id for task_id, _ in answers.values()}
+    assert len(answers) == calls and len(task_ids) == calls
+    assert task_ids == set(simulator.tasks)
+    # Each call's first progress message names its own task.
+    assert all(task_id in first for task_id, first in answers.values())
