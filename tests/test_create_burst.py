@@ -3,24 +3,32 @@
 The SDK's stdio transport reads one line per worker-thread round trip; ``piapi_mcp.stdio`` reads a
 chunk per round trip and hands every complete line in it over at once, while keeping the SDK's
 protection of the protocol stream (fd 0 on the null device, fd 1 on stderr while serving).
+
+An edit whose image is a URL is resolved before its claim (no read, no upload): its intent row holds
+the input as it will be sent, so the create goes out after one ledger commit, not two.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 
-from piapi_mcp import PiAPISimulator
+from piapi_mcp import ManualClock, PiAPISimulator
+from piapi_mcp.ledger import FILE_NAME, TaskLedger
 from piapi_mcp.loopback import serve_app_on_loopback
+from piapi_mcp.simulator import SimulatedTask
 from piapi_mcp.stdio import LineReader, LineWriter
-from tests.helpers import EDIT, stdio_server, text_of
+from tests.conftest import make_server
+from tests.helpers import EDIT, png_bytes, stdio_server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +150,54 @@ async def test_a_burst_of_concurrent_edits_over_one_stdio_session_each_gets_its_
     assert task_ids == set(simulator.tasks)
     # Each call's first progress message names its own task.
     assert all(task_id in first for task_id, first in answers.values())
+
+
+async def _ledger_operations_per_edit(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path, image: str
+) -> tuple[int, dict[str, object], dict[str, object]]:
+    """One kontext_edit of ``image``: the ledger operations it made, the input PiAPI received, and the
+    input the intent row held (read through a second connection) when the create reached PiAPI."""
+    sizes: list[int] = []
+    held: list[dict[str, object]] = []
+
+    async def look_at_the_ledger(task: SimulatedTask) -> None:
+        with sqlite3.connect(state_dir / FILE_NAME) as db:
+            (stored,) = db.execute("SELECT input_json FROM tasks WHERE status = 'creating'").fetchone()
+        held.append(json.loads(stored))
+
+    simulator.controls.create_gate = look_at_the_ledger
+    ledger = TaskLedger(state_dir / FILE_NAME, clock=clock, on_batch=sizes.append)
+    try:
+        server = make_server(simulator, clock, http, ledger=ledger, allowed_dirs=[state_dir.parent])
+        async with Client(server) as client:
+            result = await client.call_tool("kontext_edit", {**EDIT, "image": image, "wait_seconds": 0})
+            assert not result.is_error, text_of(result)
+    finally:
+        ledger.close()
+    (task,) = simulator.tasks.values()
+    return sum(sizes), dict(task.input), held[0]
+
+
+async def test_an_edit_of_an_image_url_goes_out_after_one_ledger_write_holding_the_input_as_sent(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path
+) -> None:
+    operations, sent, intent = await _ledger_operations_per_edit(
+        simulator, clock, http, state_dir, "  https://example.com/photo.png "
+    )
+    # The intent row, committed before the create was sent, already holds Kontext's filled-in size.
+    assert intent == sent and {"width", "height"} <= set(sent)
+    assert sent["image"] == "https://example.com/photo.png"
+    # Claim, resolve and the "seen" update: no second write of the input before the create.
+    assert operations == 3
+
+
+async def test_an_edit_of_a_local_file_still_records_the_uploaded_url_before_the_create(
+    simulator: PiAPISimulator, clock: ManualClock, http: httpx2.AsyncClient, state_dir: Path, tmp_path: Path
+) -> None:
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(png_bytes())
+    operations, sent, intent = await _ledger_operations_per_edit(
+        simulator, clock, http, state_dir, str(picture)
+    )
+    assert intent == sent and str(sent["image"]).startswith("http")
+    assert operations == 4  # the input as sent (the upload's URL) is written before the create
