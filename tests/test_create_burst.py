@@ -4,14 +4,19 @@ The SDK's stdio transport reads one line per worker-thread round trip; ``piapi_m
 chunk per round trip and hands every complete line in it over at once, while keeping the SDK's
 protection of the protocol stream (fd 0 on the null device, fd 1 on stderr while serving).
 
+The simulator on loopback answers with Nagle's algorithm off, as a real server does (each answer's
+body would otherwise wait ~40 ms for the client's delayed ACK, and a burst's connections with it).
+
 An edit whose image is a URL is resolved before its claim (no read, no upload): its intent row holds
 the input as it will be sent, so the create goes out after one ledger commit, not two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +29,7 @@ from mcp import Client
 
 from piapi_mcp import ManualClock, PiAPISimulator
 from piapi_mcp.ledger import FILE_NAME, TaskLedger
-from piapi_mcp.loopback import serve_app_on_loopback
+from piapi_mcp.loopback import loopback_socket, serve_app_on_loopback
 from piapi_mcp.simulator import SimulatedTask
 from piapi_mcp.stdio import LineReader, LineWriter
 from tests.conftest import make_server
@@ -201,3 +206,24 @@ async def test_an_edit_of_a_local_file_still_records_the_uploaded_url_before_the
     )
     assert intent == sent and str(sent["image"]).startswith("http")
     assert operations == 4  # the input as sent (the upload's URL) is written before the create
+
+
+async def test_connections_to_the_loopback_simulator_send_without_nagle_delay() -> None:
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Accepting(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    listening = loopback_socket()
+    server = await asyncio.get_running_loop().create_server(Accepting, sock=listening)
+    try:
+        port = listening.getsockname()[1]
+        with anyio.fail_after(30):
+            async with await anyio.connect_tcp("127.0.0.1", port):
+                assert await accepted != 0  # TCP_NODELAY set on the accepted connection
+    finally:
+        server.close()
+        await server.wait_closed()
