@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import select
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
@@ -41,7 +42,11 @@ class LineReader:
         self.reads = 0
 
     def _read(self) -> bytes:
-        return os.read(self._fd, self._chunk)
+        while True:
+            try:
+                return os.read(self._fd, self._chunk)
+            except BlockingIOError:  # a host may hand over a non-blocking pipe: wait for data
+                select.select([self._fd], [], [])
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._lines()
@@ -73,7 +78,10 @@ class LineWriter:
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:  # a non-blocking pipe that is full: wait until the host reads
+                select.select([], [self._fd], [])
 
     async def write(self, text: str) -> None:
         """Write ``text`` (UTF-8) to the pipe, all of it."""

@@ -84,6 +84,29 @@ async def test_a_last_line_without_a_newline_and_invalid_bytes_are_still_deliver
         os.close(read_fd)
 
 
+async def test_a_non_blocking_stdin_is_waited_on_rather_than_failing() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)  # as a host may hand it over
+    lines: list[str] = []
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+
+                async def read_all() -> None:
+                    lines.extend(await _lines(LineReader(read_fd)))
+
+                group.start_soon(read_all)
+                await anyio.wait_all_tasks_blocked()  # the reader waits on an empty pipe
+                os.write(write_fd, b'{"a": 1}\n')
+                os.close(write_fd)
+                write_fd = -1
+        assert lines == ['{"a": 1}\n']
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+
+
 async def test_each_message_is_written_whole_in_one_worker_hop() -> None:
     read_fd, write_fd = os.pipe()
     try:
