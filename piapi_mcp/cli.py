@@ -310,7 +310,9 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
         )
         if transport == "stdio":
-            await server.run_stdio_async()
+            from piapi_mcp.stdio import serve_stdio
+
+            await serve_stdio(server)
             return
         from piapi_mcp.hosting import HttpLimits, WebhookReceiver, build_http_app, serve_http
 

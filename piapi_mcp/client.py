@@ -101,9 +101,15 @@ class DeferredTransport(httpx2.AsyncBaseTransport):
             await self._transport.aclose()
 
 
-def default_http_client(max_connections: int = 200, max_keepalive: int = 50) -> httpx2.AsyncClient:
-    """The HTTP client the command line injects: HTTPS to PiAPI, its transport built on first use."""
-    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+def default_http_client(max_connections: int = 200, max_keepalive: int | None = None) -> httpx2.AsyncClient:
+    """The HTTP client the command line injects: HTTPS to PiAPI, its transport built on first use.
+
+    Every connection a burst opened stays open for the next (``max_keepalive`` defaults to
+    ``max_connections``; idle ones still close after httpx's keep-alive expiry, 5 s): with fewer, a
+    burst of creates right after another opens (and TLS-handshakes) the rest anew on the event loop.
+    """
+    keepalive = max_connections if max_keepalive is None else max_keepalive
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
     return httpx2.AsyncClient(transport=DeferredTransport(lambda: httpx2.AsyncHTTPTransport(limits=limits)))
 
 

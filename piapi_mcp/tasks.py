@@ -285,13 +285,20 @@ class TaskService:
         existing: LedgerEntry | None = None
         #: Set when the task id went to the ledger's local fallback (its database was out).
         kept: str | None = None
+        # Media given as URLs are sent as given (no read, no upload): resolved before the claim, the
+        # intent row already holds the input as it will be sent, and the create needs no second
+        # ledger write before it goes out.
+        resolved = await self._resolve_media(request, call) if _media_are_urls(request) else None
+        intent = _intent_input(request) if resolved is None else resolved
         # Identical calls in this process queue here; other processes meet the ledger's claim instead.
         async with self._request_lock(fingerprint):
             for _ in range(2):  # a second round only when the task found is one PiAPI no longer knows
-                outcome = await self._claim(request, fingerprint, force_new=force_new)
+                outcome = await self._claim(request, fingerprint, intent, force_new=force_new)
                 existing = outcome.existing
                 if existing is None:
-                    task, kept = await self._create(outcome.claim, request, call, fingerprint)
+                    task, kept = await self._create(
+                        outcome.claim, request, call, fingerprint, intent=intent, resolved=resolved
+                    )
                     break
                 if existing.may_exist:
                     break
@@ -340,15 +347,18 @@ class TaskService:
             return replace(followed, note="\n".join(filter(None, [followed.note, kept, unpriced])))
         return followed
 
-    async def _claim(self, request: CreateRequest, fingerprint: str, *, force_new: bool) -> ClaimOutcome:
+    async def _claim(
+        self, request: CreateRequest, fingerprint: str, intent: dict[str, Any], *, force_new: bool
+    ) -> ClaimOutcome:
         """Claim the create in the ledger, or find the same request's entry (waiting out a create in flight).
+
+        ``intent`` is the input the intent row stores until the create is sent.
 
         An ``unknown`` entry met here is looked for in PiAPI's task history first: a create that did
         happen is then reused, and only one that cannot be found asks for ``force_new``.
         """
         within = 0.0 if force_new else max(0.0, self.settings.dedup_seconds)
         budget = self.settings.daily_budget_usd
-        intent = _intent_input(request)
         deadline = self.clock.monotonic() + CLAIM_WAIT_SECONDS
         while True:
             try:
@@ -391,9 +401,19 @@ class TaskService:
         return outcome
 
     async def _create(
-        self, claim: Claim | None, request: CreateRequest, call: Call, fingerprint: str
+        self,
+        claim: Claim | None,
+        request: CreateRequest,
+        call: Call,
+        fingerprint: str,
+        *,
+        intent: dict[str, Any],
+        resolved: dict[str, Any] | None,
     ) -> tuple[Task, str | None]:
         """Send the create under ``claim``; its intent row becomes the task, is dropped, or stays unknown.
+
+        ``intent`` is what the intent row holds; ``resolved`` the input to send when already known
+        (else its media are resolved here, and the row is updated first when that changed it).
 
         Returns the task, and the ledger's sentence when its id was kept outside the ledger for now.
         """
@@ -405,11 +425,11 @@ class TaskService:
                     await self._write_ledger(lambda: write(held))
 
         try:
-            task_input = await self._resolve_media(request, call)
+            task_input = await self._resolve_media(request, call) if resolved is None else resolved
         except BaseException:
             await settle(self.ledger.release_claim)
             raise
-        if claim is not None and task_input != request.input:
+        if claim is not None and task_input != intent:
             held = claim
             await self._write_ledger(lambda: self.ledger.set_claim_input(held, task_input))
         try:
@@ -905,6 +925,16 @@ def _intent_input(request: CreateRequest) -> dict[str, Any]:
         if isinstance(value, str) and len(value) > _INTENT_MEDIA_CHARS:
             stored[name] = f"{value[:40]}… ({len(value)} characters, being uploaded)"
     return stored
+
+
+def _media_are_urls(request: CreateRequest) -> bool:
+    """Whether every media argument given is an http(s) URL (sent as given: no read, no upload)."""
+    for name in request.media:
+        value = request.input.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.strip().lower().startswith(("http://", "https://")):
+                return False
+    return True
 
 
 def _same_create(task: Task, entry: LedgerEntry) -> bool:
