@@ -19,8 +19,22 @@ from urllib.parse import urlsplit
 from mcp.server.apps import Apps, ResourceCsp
 
 from piapi_mcp.client import DEFAULT_BASE_URL
-from piapi_mcp.media import PIAPI_OUTPUT_ORIGINS
 
+#: The origins PiAPI's finished outputs are served from, as its documented outputs show them
+#: (``piapi-catalog.md``; every active catalog entry's ``output_example``): PiAPI's own storage, and the
+#: providers' CDNs some families link directly (Kling's signed CDN, Luma and its Cloudflare Images
+#: thumbnails, Udio's Google Cloud Storage). Downloads do not use this list (``media.OutputGuard``
+#: judges any host by its address); the task card's content-security policy declares it, so a host
+#: lets the card show media from these origins and no others. ``*.`` is any subdomain, as in CSP.
+PIAPI_OUTPUT_ORIGINS: Final = (
+    "https://img.theapi.app",
+    "https://storage.theapi.app",
+    "https://storage.goapi.ai",
+    "https://*.klingai.com",
+    "https://storage.cdn-luma.com",
+    "https://imagedelivery.net",
+    "https://storage.googleapis.com",
+)
 #: The card's resource; tools link it. Short on purpose: every task tool's ``tools/list`` entry carries it.
 TASK_CARD_URI: Final = "ui://piapi-mcp/task.html"
 #: Where the built card sits inside the package.

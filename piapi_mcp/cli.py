@@ -27,6 +27,7 @@ from piapi_mcp._version import package_version
 from piapi_mcp.client import DEFAULT_BASE_URL, PiAPIClient, default_http_client, upload_url_for
 from piapi_mcp.config import (
     AUTH_TOKEN_ENV,
+    LEDGER_FILE_NAME,
     LOG_LEVEL_ENV,
     LOG_LEVELS,
     PUBLIC_URL_ENV,
@@ -261,52 +262,83 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     webhook = _webhook_target(config, transport)
-    from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
-    from piapi_mcp.mcp_server import create_server
-    from piapi_mcp.media import OutputSaver
+    from piapi_mcp.card import media_origins
+    from piapi_mcp.listings import ListingSettings
+    from piapi_mcp.mcp_server import create_deferred_server, create_server
     from piapi_mcp.server_settings import ServerSettings
 
     async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
         output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
-        ledger: Ledger = TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
-        try:
-            await ledger.start()
-        except LEDGER_ERRORS as err:
-            # Its sentence names the database with the password hidden, and says what to do.
-            raise ConfigError(str(err)) from None
-        events = await running.enter_async_context(_task_events(config, webhook, simulated))
-        estimator = await running.enter_async_context(_estimator(config, simulated))
-        # A sandbox's simulator lives and dies with this process, and so do its ledger and durations:
-        # they never mix with the real ones, nor with another sandbox run's.
-        settings = ServerSettings(
+        listing = ListingSettings(
+            media_origins=tuple(media_origins(client.base_url)),
             wait_seconds=config.wait_seconds,
-            simulated=simulated,
-            estimator=estimator,
-            ledger=ledger,
             dedup_seconds=config.dedup_seconds,
-            allowed_dirs=list(config.allowed_dirs),
-            # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
-            use_client_roots=transport == "stdio",
-            outputs=OutputSaver(client.http_client, output_dir, timeout=config.http_timeout),
-            preview=config.preview,
-            allow_private_outputs=config.allow_private_outputs,
-            # Over HTTP the caller cannot reach this machine's paths: saved files go by folder-relative names.
-            relative_output_paths=transport != "stdio",
-            daily_budget_usd=config.daily_budget_usd,
-            webhook=webhook,
-            events=events,
+            task_card=True,
         )
-        # A restart answers the host's first lists from the state folder, and builds the tools on first
-        # need; the sandbox's simulator gets a new address every run, so its lists are built each time.
-        server = create_server(client, settings, listings_in=None if simulated else config.state_dir)
+
+        async def settle() -> ServerSettings:
+            """The ledger, the waits' helpers and the settings made of them."""
+            from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
+            from piapi_mcp.media import OutputSaver
+
+            ledger: Ledger = (
+                TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
+            )
+            try:
+                await ledger.start()
+            except LEDGER_ERRORS as err:
+                # Its sentence names the database with the password hidden, and says what to do.
+                raise ConfigError(str(err)) from None
+            events = await running.enter_async_context(_task_events(config, webhook, simulated))
+            estimator = await running.enter_async_context(_estimator(config, simulated))
+            # A sandbox's simulator lives and dies with this process, and so do its ledger and
+            # durations: they never mix with the real ones, nor with another sandbox run's.
+            return ServerSettings(
+                wait_seconds=listing.wait_seconds,
+                simulated=simulated,
+                estimator=estimator,
+                ledger=ledger,
+                dedup_seconds=listing.dedup_seconds,
+                allowed_dirs=list(config.allowed_dirs),
+                # Over HTTP the caller's disk is not this machine's: only PIAPI_ALLOWED_DIRS counts.
+                use_client_roots=transport == "stdio",
+                outputs=OutputSaver(client.http_client, output_dir, timeout=config.http_timeout),
+                preview=config.preview,
+                allow_private_outputs=config.allow_private_outputs,
+                # Over HTTP the caller cannot reach this machine's paths: saved files go by
+                # folder-relative names.
+                relative_output_paths=transport != "stdio",
+                daily_budget_usd=config.daily_budget_usd,
+                task_card=listing.task_card,
+                webhook=webhook,
+                events=events,
+            )
+
+        # A restart answers the host's first lists from the state folder; the sandbox's simulator gets
+        # a new address every run, so its lists are built each time.
+        listings_in = None if simulated else config.state_dir
+        if transport == "stdio" and not config.ledger_url and not simulated:
+            # A desktop host's start: the SQLite ledger never stops a start (a bad one is set aside),
+            # so opening it and the rest waits for the first call, and the host's first lists come
+            # sooner. A database, or the HTTP hosting, is set up (and its errors said) before serving.
+            settings = None
+            server = create_deferred_server(client, listing, settle, listings_in=listings_in)
+        else:
+            settings = await settle()
+            server = create_server(client, settings, listings_in=listings_in)
         if config.api_key is None and not simulated:
             logger.warning(
                 "PIAPI_API_KEY is not set: tools will answer with how to set it (or use --sandbox)"
             )
+        if settings is None:
+            ledger_location = f"{config.state_dir / LEDGER_FILE_NAME} (opened on the first call)"
+        else:
+            assert settings.ledger is not None
+            ledger_location = settings.ledger.location or "in memory (sandbox: forgotten on exit)"
         logger.info(
             "task ledger: %s; outputs saved to: %s",
-            ledger.location or "in memory (sandbox: forgotten on exit)",
+            ledger_location,
             output_dir or "nowhere (PIAPI_SAVE_OUTPUTS=0)",
         )
         if transport == "stdio":
@@ -317,7 +349,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
         from piapi_mcp.hosting import HttpLimits, WebhookReceiver, build_http_app, serve_http
 
         limits = HttpLimits.from_env()
-        assert settings.ledger is not None
+        assert settings is not None and settings.ledger is not None
         app = build_http_app(
             server,
             "sse" if transport == "sse" else "streamable-http",

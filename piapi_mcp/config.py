@@ -22,12 +22,13 @@ from piapi_mcp.client import (
     UPLOAD_PATH,
     upload_url_for,
 )
-from piapi_mcp.media import parse_allowed_dirs
 
 #: Default for a call's ``wait_seconds``: below the ~60 s at which hosts cut a tool call.
 DEFAULT_WAIT_SECONDS: Final = 45.0
 #: An identical create within this many seconds returns the task already created.
 DEFAULT_DEDUP_SECONDS: Final = 120.0
+#: The SQLite task ledger's file, in the state folder.
+LEDGER_FILE_NAME: Final = "tasks.sqlite3"
 MAX_WAIT_SECONDS: Final = 900.0
 DEFAULT_SANDBOX_DURATION: Final = 8.0
 
@@ -385,6 +386,11 @@ def ledger_url(raw: str | None) -> str | None:
 def default_output_dir() -> Path:
     """Where outputs are saved by default: ``~/Pictures/piapi-mcp``."""
     return Path.home() / "Pictures" / "piapi-mcp"
+
+
+def parse_allowed_dirs(value: str) -> list[Path]:
+    """``PIAPI_ALLOWED_DIRS``: folders separated by the platform's path separator (``:`` or ``;``)."""
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
 def default_state_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:

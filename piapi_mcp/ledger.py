@@ -45,6 +45,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
+from piapi_mcp.config import LEDGER_FILE_NAME
 from piapi_mcp.models import CANCELLED, FAILED, TERMINAL_STATUSES, Task, usd_of_units
 from piapi_mcp.timing import Clock, SystemClock
 
@@ -74,7 +75,7 @@ _ADDED_COLUMNS: Final = (("note", "TEXT"), ("claim_owner", "TEXT"), ("estimated_
 _BUSY_TIMEOUT_SECONDS: Final = 10.0
 #: The most operations one transaction of the writer takes (so other processes get the file in turn).
 BATCH_MAX: Final = 128
-FILE_NAME: Final = "tasks.sqlite3"
+FILE_NAME: Final = LEDGER_FILE_NAME
 
 #: Placeholder ids of intent rows: creates whose PiAPI id is not (yet) known.
 UNKNOWN_TASK_PREFIX: Final = "unknown-"

@@ -15,10 +15,11 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -64,32 +65,48 @@ _OUTPUT_URI: Final = re.compile(r"^piapi://tasks/[^/]+/outputs/\d+$")
 
 #: Registers the tools, resources and prompts on the server it is given.
 Populate = Callable[["PiAPIMCPServer"], None]
+#: Gets ready what ``Populate`` needs (the ledger, the duration estimator...), on first need.
+Prepare = Callable[[], Awaitable[None]]
 
 
 class PiAPIMCPServer(MCPServer[Any]):
     """``MCPServer`` whose every tool failure reads as one sentence, whose tool list is lean, and whose
-    tools may be registered on first need (see the module's docstring)."""
+    tools are registered on first need (see the module's docstring)."""
 
     def __init__(
         self,
         *args: Any,
         populate: Populate | None = None,
+        prepare: Prepare | None = None,
         listing_cache: ListingCache | None = None,
         **kwargs: Any,
     ) -> None:
-        """``MCPServer``'s arguments, plus what fills the server (now, if no cache is given) and the cache."""
+        """``MCPServer``'s arguments, plus what fills the server, what it needs first, and the cache."""
         super().__init__(*args, **kwargs)
         self._populate = populate
+        self._prepare = prepare
+        self._preparing = anyio.Lock()
         self._listing_cache = listing_cache
         #: The lists answered before the tools exist: the cache's, when it has this start's key.
         self._remembered: Listings | None = listing_cache.load() if listing_cache and populate else None
         self._checked = listing_cache is None
         self._published: tuple[tuple[str, ...], list[MCPTool]] | None = None
-        if self._remembered is None:
-            self.populate()
 
-    def populate(self) -> None:
-        """Register the tools, resources and prompts, if that is not done yet."""
+    async def ready(self) -> None:
+        """Get everything ready (the ``prepare`` step, then the tools, resources and prompts), if not yet.
+
+        Concurrent first requests wait for one preparation; a failed one is tried again by the next.
+        """
+        if self._populate is None:
+            return
+        async with self._preparing:
+            if self._prepare is not None:
+                await self._prepare()
+                self._prepare = None
+            self._fill()
+
+    def _fill(self) -> None:
+        """Register the tools, resources and prompts (``prepare`` done), if that is not done yet."""
         populate, self._populate = self._populate, None
         if populate is not None:
             populate(self)
@@ -132,7 +149,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         if self._answers_from_cache:
             assert self._remembered is not None
             return [MCPTool.model_validate(tool) for tool in self._remembered.tools]
-        self.populate()
+        await self.ready()
         tools = self._lean_tools(await super().list_tools())
         await self._check_listings()
         return tools
@@ -175,7 +192,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         if self._answers_from_cache:
             assert self._remembered is not None
             return [MCPResource.model_validate(item) for item in self._remembered.resources]
-        self.populate()
+        await self.ready()
         listed = await super().list_resources()
         await self._check_listings()
         return listed
@@ -185,7 +202,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         if self._answers_from_cache:
             assert self._remembered is not None
             return [MCPResourceTemplate.model_validate(item) for item in self._remembered.resource_templates]
-        self.populate()
+        await self.ready()
         listed = await super().list_resource_templates()
         await self._check_listings()
         return listed
@@ -195,7 +212,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         if self._answers_from_cache:
             assert self._remembered is not None
             return [MCPPrompt.model_validate(item) for item in self._remembered.prompts]
-        self.populate()
+        await self.ready()
         listed = await super().list_prompts()
         await self._check_listings()
         return listed
@@ -204,13 +221,16 @@ class PiAPIMCPServer(MCPServer[Any]):
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
         """One prompt's messages."""
-        self.populate()
+        await self.ready()
         await self._check_listings()
         return await super().get_prompt(name, arguments, context)
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        # The SDK's Streamable HTTP transport asks it before a call (to check Mcp-Param headers).
-        self.populate()
+        # The SDK's Streamable HTTP transport asks it before a call (to check Mcp-Param headers). It
+        # cannot wait for ``prepare``: until that has run (HTTP hosting runs it before serving), the
+        # SDK skips the check, as it does for a tool it cannot find.
+        if self._prepare is None:
+            self._fill()
         return super()._tool_input_schema(name)
 
     async def read_resource(
@@ -223,7 +243,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         """
         from piapi_mcp.media import output_mime_type
 
-        self.populate()
+        await self.ready()
         await self._check_listings()
         read = await super().read_resource(uri, context)
         if isinstance(read, InputRequiredResult) or not _OUTPUT_URI.match(str(uri)):
@@ -246,7 +266,7 @@ class PiAPIMCPServer(MCPServer[Any]):
         """
         from piapi_mcp.arguments import describe_invalid_arguments, describe_unknown_arguments
 
-        self.populate()
+        await self.ready()
         await self._check_listings()
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
@@ -277,40 +297,77 @@ def create_server(
 ) -> PiAPIMCPServer:
     """Build the MCP server over ``client``. Nothing global: call it once per server instance.
 
-    With ``listings_in`` (the state folder), the lists a previous start published with the same code
-    and settings are answered from there, and the tools are built on first need; without it, or when
-    none fits, they are built now (importing the catalog), and published lists are kept there.
+    The tools, resources and prompts are registered on the first request. With ``listings_in`` (the
+    state folder), the lists a previous start published with the same code and settings are answered
+    from there until then; the lists this code publishes are kept there.
     """
-    from piapi_mcp.card import media_origins, task_card_apps
     from piapi_mcp.server_settings import ServerSettings
 
     used = settings or ServerSettings()
+    return _piapi_server(client, listing_settings(client.base_url, used), used, listings_in)
+
+
+def create_deferred_server(
+    client: PiAPIClient,
+    listing: ListingSettings,
+    settle: Callable[[], Awaitable[ServerSettings]],
+    *,
+    listings_in: Path | None,
+) -> PiAPIMCPServer:
+    """:func:`create_server`, with the settings made by ``settle`` on the first request that needs them.
+
+    A start then does only what the host's first lists need: opening the ledger and the rest waits
+    for the first call. ``listing`` is what the lists depend on; the settled settings must agree.
+    """
+    return _piapi_server(client, listing, settle, listings_in)
+
+
+def listing_settings(base_url: str, settings: ServerSettings) -> ListingSettings:
+    """What of ``settings`` (and of the PiAPI base URL) the lists show."""
+    from piapi_mcp.card import media_origins
+
+    return ListingSettings(
+        media_origins=tuple(media_origins(base_url)),
+        wait_seconds=settings.wait_seconds,
+        dedup_seconds=settings.dedup_seconds,
+        task_card=settings.task_card,
+    )
+
+
+def _piapi_server(
+    client: PiAPIClient,
+    listing: ListingSettings,
+    settings: ServerSettings | Callable[[], Awaitable[ServerSettings]],
+    listings_in: Path | None,
+) -> PiAPIMCPServer:
+    from piapi_mcp.card import task_card_apps
+
+    settled: list[ServerSettings] = [] if callable(settings) else [settings]
+    prepare = None
+    if callable(settings):
+        settle = settings
+
+        async def prepare() -> None:
+            made = await settle()
+            if listing_settings(client.base_url, made) != listing:
+                raise RuntimeError("the settled server settings do not show what the listing key says")
+            settled.append(made)
 
     def fill(server: PiAPIMCPServer) -> None:
         from piapi_mcp.server import populate
 
-        populate(server, client, used)
+        populate(server, client, settled[0])
 
-    cache = None
-    if listings_in is not None:
-        cache = ListingCache(
-            listings_in,
-            ListingSettings(
-                media_origins=tuple(media_origins(client.base_url)),
-                wait_seconds=used.wait_seconds,
-                dedup_seconds=used.dedup_seconds,
-                task_card=used.task_card,
-            ),
-        )
     # The task card (MCP Apps): its resource and capability come with the SDK's extension; each task
     # tool links it through ``_meta`` (added by ``populate``, not by ``Apps.tool``, to keep the tools' order).
     return PiAPIMCPServer(
         SERVER_NAME,
         version=package_version(),
         instructions=INSTRUCTIONS,
-        extensions=[task_card_apps(client.base_url)] if used.task_card else [],
+        extensions=[task_card_apps(client.base_url)] if listing.task_card else [],
         populate=fill,
-        listing_cache=cache,
+        prepare=prepare,
+        listing_cache=None if listings_in is None else ListingCache(listings_in, listing),
     )
 
 

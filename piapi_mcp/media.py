@@ -81,21 +81,6 @@ PREVIEW_MAX_BASE64: Final = 60 * 1024
 PREVIEW_WORKERS: Final = 2
 #: Encoder qualities tried in turn until the preview fits :data:`PREVIEW_MAX_BASE64`.
 _PREVIEW_QUALITIES: Final = (70, 60, 50, 40)
-#: The origins PiAPI's finished outputs are served from, as its documented outputs show them
-#: (``piapi-catalog.md``; every active catalog entry's ``output_example``): PiAPI's own storage, and the
-#: providers' CDNs some families link directly (Kling's signed CDN, Luma and its Cloudflare Images
-#: thumbnails, Udio's Google Cloud Storage). Downloads do not use this list (:class:`OutputGuard`
-#: judges any host by its address); the task card's content-security policy declares it, so a host
-#: lets the card show media from these origins and no others. ``*.`` is any subdomain, as in CSP.
-PIAPI_OUTPUT_ORIGINS: Final = (
-    "https://img.theapi.app",
-    "https://storage.theapi.app",
-    "https://storage.goapi.ai",
-    "https://*.klingai.com",
-    "https://storage.cdn-luma.com",
-    "https://imagedelivery.net",
-    "https://storage.googleapis.com",
-)
 IMAGE_FORMS: Final = (
     "an http(s) URL, a local file path or file:// URI inside the allowed folders, a data: URI, "
     "or piapi://tasks/{task_id} (optionally #n) for an earlier output"
@@ -341,11 +326,6 @@ def _windows_handle_path(fd: int) -> Path | None:
     if name.startswith("\\\\?\\UNC\\"):
         return Path("\\\\" + name[8:])
     return Path(name.removeprefix("\\\\?\\"))
-
-
-def parse_allowed_dirs(value: str) -> list[Path]:
-    """``PIAPI_ALLOWED_DIRS``: folders separated by the platform's path separator (``:`` or ``;``)."""
-    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
 #: The path flavour of this machine: file:// URIs are read as its paths.

@@ -13,13 +13,25 @@ from typing import TYPE_CHECKING, Any
 
 from piapi_mcp.config import DEFAULT_DEDUP_SECONDS, DEFAULT_WAIT_SECONDS
 from piapi_mcp.events import LocalTaskEvents, TaskEvents
-from piapi_mcp.media import MediaKind, make_preview
 from piapi_mcp.timing import Clock, SystemClock
-from piapi_mcp.waiting import DurationEstimator
 
 if TYPE_CHECKING:
     from piapi_mcp.ledger import Ledger
-    from piapi_mcp.media import OutputSaver, Resolver
+    from piapi_mcp.media import MediaKind, OutputSaver, Resolver
+    from piapi_mcp.waiting import DurationEstimator
+
+
+def _new_estimator() -> DurationEstimator:
+    from piapi_mcp.waiting import DurationEstimator
+
+    return DurationEstimator()
+
+
+def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, str] | None:
+    """:func:`piapi_mcp.media.make_preview`, whose module is imported on first use, not at start."""
+    from piapi_mcp.media import make_preview
+
+    return make_preview(source, kind)
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class ServerSettings:
     #: Results say they are simulated (the ``--sandbox`` mode).
     simulated: bool = False
     clock: Clock = field(default_factory=SystemClock)
-    estimator: DurationEstimator = field(default_factory=DurationEstimator)
+    estimator: DurationEstimator = field(default_factory=_new_estimator)
     #: Where created tasks are recorded; ``None`` keeps an in-memory ledger (tests, one-off runs).
     ledger: Ledger | None = None
     #: An identical create within this many seconds returns the existing task (0 turns it off).

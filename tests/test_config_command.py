@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from piapi_mcp.config import parse_allowed_dirs
 from piapi_mcp.desktop_config import Installation, desktop_entry, install_source
-from piapi_mcp.media import parse_allowed_dirs
 
 #: Real seconds one ``piapi-mcp config`` may take (a process start-up).
 RUN_TIMEOUT = 60

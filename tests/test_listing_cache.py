@@ -22,7 +22,7 @@ from piapi_mcp import listings
 from piapi_mcp.client import PiAPIClient
 from piapi_mcp.listings import FILE_NAME, ListingSettings, listing_key
 from piapi_mcp.loopback import serve_app_on_loopback
-from piapi_mcp.mcp_server import PiAPIMCPServer, create_server
+from piapi_mcp.mcp_server import PiAPIMCPServer, create_deferred_server, create_server, listing_settings
 from piapi_mcp.server_settings import ServerSettings
 from piapi_mcp.simulator import PiAPISimulator
 from piapi_mcp.timing import ManualClock
@@ -160,11 +160,13 @@ def test_the_key_changes_when_any_source_file_of_the_package_changes() -> None:
     assert listing_key(settings) == before
 
 
-async def test_a_restarted_stdio_server_lists_its_tools_before_importing_the_catalog_and_imports_it_to_call(
+async def test_a_restarted_stdio_server_lists_its_tools_before_importing_the_catalog_or_the_ledger(
     simulator: PiAPISimulator, state_dir: Path, tmp_path: Path
 ) -> None:
     async with serve_app_on_loopback(simulator.app) as sim_url:
-        params = stdio_server(sim_url, tmp_path / "outputs", PYTHONPROFILEIMPORTTIME="1")
+        params = stdio_server(
+            sim_url, tmp_path / "outputs", PYTHONPROFILEIMPORTTIME="1", PIAPI_WAIT_SECONDS="20"
+        )
         with (tmp_path / "first.log").open("w") as errlog:
             async with Client(stdio_client(params, errlog=errlog)) as session:
                 built = await _lists(session)
@@ -173,11 +175,33 @@ async def test_a_restarted_stdio_server_lists_its_tools_before_importing_the_cat
             async with Client(stdio_client(params, errlog=errlog)) as session:
                 assert await _lists(session) == built
                 errlog.flush()
-                assert "piapi_mcp.catalog" not in log.read_text()
+                started = log.read_text()
+                assert "piapi_mcp.catalog" not in started and "piapi_mcp.ledger" not in started
                 result = await session.call_tool("kontext_edit", {**EDIT, "wait_seconds": 0})
                 assert not result.is_error, text_of(result)
-    assert "piapi_mcp.catalog" in log.read_text()
+                task_id = (result.structured_content or {})["task_id"]
+                listed = await session.call_tool("list_tasks", {})
+                assert task_id in text_of(listed)
+    assert "piapi_mcp.catalog" in log.read_text() and "piapi_mcp.ledger" in log.read_text()
     assert "piapi_mcp.catalog" in (tmp_path / "first.log").read_text()
+    tools = {tool["name"]: tool for tool in built["tools"]}
+    assert tools["kontext_edit"]["inputSchema"]["properties"]["wait_seconds"]["default"] == 20
+
+
+async def test_settings_that_disagree_with_the_listing_key_are_refused_in_one_sentence(
+    http: httpx2.AsyncClient, clock: ManualClock, tmp_path: Path
+) -> None:
+    client = PiAPIClient(http, api_key=API_KEY, base_url=SIM_BASE_URL, clock=clock)
+    listing = listing_settings(SIM_BASE_URL, ServerSettings(clock=clock))
+
+    async def settle() -> ServerSettings:
+        return ServerSettings(clock=clock, wait_seconds=listing.wait_seconds + 1)
+
+    server = create_deferred_server(client, listing, settle, listings_in=tmp_path)
+    async with Client(server) as session:
+        result = await session.call_tool("list_tasks", {})
+    assert result.is_error
+    assert "do not show what the listing key says" in text_of(result)
 
 
 async def test_credentials_in_the_base_url_are_never_written_to_the_state_folder(

@@ -23,10 +23,9 @@ from mcp.types import CallToolResult, TextResourceContents
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from piapi_mcp import ManualClock, PiAPIClient, PiAPISimulator, SimulatorControls, create_server
-from piapi_mcp.card import TASK_CARD_URI
+from piapi_mcp.card import PIAPI_OUTPUT_ORIGINS, TASK_CARD_URI
 from piapi_mcp.catalog import CATALOG
 from piapi_mcp.client import DEFAULT_BASE_URL
-from piapi_mcp.media import PIAPI_OUTPUT_ORIGINS
 from tests.conftest import API_KEY, SIM_BASE_URL, make_server
 from tests.helpers import CURATED_TOOLS, EDIT, TOOLS, tools_list_json
 from tests.test_distribution import wheel_metadata as wheel_metadata
