@@ -4,8 +4,6 @@ The SDK's stdio transport reads one line per worker-thread round trip; ``piapi_m
 chunk per round trip and hands every complete line in it over at once, while keeping the SDK's
 protection of the protocol stream (fd 0 on the null device, fd 1 on stderr while serving).
 
-The HTTP client keeps every connection a burst opened for the next burst (within keep-alive).
-
 The simulator on loopback answers with Nagle's algorithm off, as a real server does (each answer's
 body would otherwise wait ~40 ms for the client's delayed ACK, and a burst's connections with it).
 
@@ -23,7 +21,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -31,7 +28,6 @@ import pytest
 from mcp import Client
 
 from piapi_mcp import ManualClock, PiAPISimulator
-from piapi_mcp.client import default_http_client
 from piapi_mcp.ledger import FILE_NAME, TaskLedger
 from piapi_mcp.loopback import loopback_socket, serve_app_on_loopback
 from piapi_mcp.simulator import SimulatedTask
@@ -254,33 +250,3 @@ async def test_connections_to_the_loopback_simulator_send_without_nagle_delay() 
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def test_a_second_burst_of_requests_reuses_every_connection_the_first_one_opened() -> None:
-    size = 80  # above the 50 idle connections the client used to keep
-    seen: list[int] = []
-    everyone_in = anyio.Event()
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope["client"][1])  # the client's port: one per connection
-        if len(seen) % size == 0:
-            everyone_in.set()
-        await everyone_in.wait()  # answered only once the whole burst is in: one connection each
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async with serve_app_on_loopback(app) as url, default_http_client() as http:
-
-        async def burst() -> set[int]:
-            first = len(seen)
-            async with anyio.create_task_group() as group:
-                for _ in range(size):
-                    group.start_soon(http.get, url)
-            return set(seen[first:])
-
-        with anyio.fail_after(60):
-            opened = await burst()
-            everyone_in = anyio.Event()
-            reused = await burst()
-    assert len(opened) == size
-    assert reused == opened
