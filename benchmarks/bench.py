@@ -103,7 +103,7 @@ class Profile:
     steps_run_seconds: float = 16.8
 
 
-FULL: Final = Profile("full", 10, (7.0, 13.0, 21.0, 31.0, 47.0, 90.0), 2, 100, 1, 5.0)
+FULL: Final = Profile("full", 20, (7.0, 13.0, 21.0, 31.0, 47.0, 90.0), 2, 100, 1, 5.0)
 #: Which sections run, and settings added to every server's environment (set from the command line).
 SECTIONS: set[str] = {"cold", "polls", "load", "burst"}
 SERVER_EXTRA_ENV: dict[str, str] = {}

@@ -12,7 +12,7 @@ anyway, so results are the same for every host: one without MCP Apps sees only t
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -48,8 +48,12 @@ def task_card_link() -> dict[str, Any]:
 
 @cache
 def task_card_html() -> str:
-    """The card's HTML, read from the installed package (once: it is the same for every server)."""
-    return files("piapi_mcp").joinpath(*TASK_CARD_FILE).read_text(encoding="utf-8")
+    """The card's HTML, read from the installed package (once: it is the same for every server).
+
+    Read beside this module rather than through ``importlib.resources``, whose import costs every
+    start about a millisecond: the package is always installed as files (wheel, bundle or source).
+    """
+    return Path(__file__).parent.joinpath(*TASK_CARD_FILE).read_text(encoding="utf-8")
 
 
 def media_origins(base_url: str) -> list[str]:

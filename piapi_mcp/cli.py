@@ -44,7 +44,7 @@ from piapi_mcp.loopback import serve_app_on_loopback
 
 if TYPE_CHECKING:
     from piapi_mcp.events import TaskEvents
-    from piapi_mcp.server_settings import WebhookTarget
+    from piapi_mcp.server_settings import ServerSettings, WebhookTarget
     from piapi_mcp.waiting import DurationEstimator
 
 SANDBOX_API_KEY: Final = "sandbox-key-not-a-secret"
@@ -265,7 +265,6 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     from piapi_mcp.card import media_origins
     from piapi_mcp.listings import ListingSettings
     from piapi_mcp.mcp_server import create_deferred_server, create_server
-    from piapi_mcp.server_settings import ServerSettings
 
     async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
@@ -281,6 +280,7 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
             """The ledger, the waits' helpers and the settings made of them."""
             from piapi_mcp.ledger import LEDGER_ERRORS, Ledger, TaskLedger, open_ledger
             from piapi_mcp.media import OutputSaver
+            from piapi_mcp.server_settings import ServerSettings
 
             ledger: Ledger = (
                 TaskLedger(None) if simulated else open_ledger(config.ledger_url, config.state_dir)
@@ -415,13 +415,13 @@ def _webhook_target(config: Config, transport: str) -> WebhookTarget | None:
     Raises:
         ConfigError: the webhook secret cannot be read or kept (see ``config.webhook_secret``).
     """
-    from piapi_mcp.server_settings import WebhookTarget
-
     if config.public_url is None:
         return None
     if transport == "stdio":
         logger.info("stdio transport: %s is not used (PiAPI cannot reach a stdio server)", PUBLIC_URL_ENV)
         return None
+    from piapi_mcp.server_settings import WebhookTarget
+
     secret, generated = webhook_secret(config)
     endpoint = f"{config.public_url}{WEBHOOK_PATH}"
     logger.info(

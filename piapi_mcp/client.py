@@ -18,7 +18,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import httpx2
@@ -34,9 +34,11 @@ from piapi_mcp.errors import (
     UpstreamServerError,
     decode_envelope,
 )
-from piapi_mcp.models import AccountInfo, Task, parse_account, parse_task
 from piapi_mcp.timing import Clock, SystemClock
 from piapi_mcp.wording import seconds
+
+if TYPE_CHECKING:
+    from piapi_mcp.models import AccountInfo, Task
 
 logger = logging.getLogger("piapi_mcp")
 
@@ -230,6 +232,8 @@ class PiAPIClient:
                 raise CreateOutcomeUnknownError(err) from err
             raise
         try:
+            from piapi_mcp.models import parse_task
+
             return parse_task(envelope.get("data"))
         except InvalidResponseError as err:
             # A 200 whose task id is missing or unusable: PiAPI may well have made (and billed) it.
@@ -267,6 +271,8 @@ class PiAPIClient:
         items: Any = data
         if isinstance(data, dict):
             items = data.get("list") if isinstance(data.get("list"), list) else data.get("tasks")
+        from piapi_mcp.models import parse_task
+
         tasks = []
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get("task_id"), str) and item["task_id"]:
@@ -284,6 +290,8 @@ class PiAPIClient:
                 carries no balance, credits or plan).
         """
         envelope = await self._request("GET", _ACCOUNT_PATH, should_retry=_retry_read)
+        from piapi_mcp.models import parse_account
+
         return parse_account(envelope.get("data"))
 
     async def get_task(self, task_id: str) -> Task:
@@ -293,6 +301,8 @@ class PiAPIClient:
             PiAPIError: a subclass saying what went wrong (``NotFoundError`` for an unknown id).
         """
         envelope = await self._request("GET", f"{_TASK_PATH}/{task_id}", should_retry=_retry_read)
+        from piapi_mcp.models import parse_task
+
         return parse_task(envelope.get("data"), expected_id=task_id)
 
     async def cancel_task(self, task_id: str) -> str | None:

@@ -15,9 +15,8 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from piapi_mcp._version import package_version
 
@@ -31,8 +30,7 @@ LAYOUT: Final = 1
 MAX_FILE_BYTES: Final = 1_000_000
 
 
-@dataclass(frozen=True)
-class Listings:
+class Listings(NamedTuple):
     """What ``tools/list``, ``resources/list``, ``resources/templates/list`` and ``prompts/list`` answer,
     as the JSON of the SDK's objects (``mcp.types.Tool`` and the others, dumped by alias)."""
 
@@ -42,8 +40,7 @@ class Listings:
     prompts: list[dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class ListingSettings:
+class ListingSettings(NamedTuple):
     """The settings the lists depend on: the default wait and the duplicate window are in tool
     schemas, the task card adds links and a resource, whose CSP lists the origins media come from
     (PiAPI's, and the base URL's: its origin only, so that no credential in it is ever written)."""
@@ -89,7 +86,7 @@ class ListingCache:
 
     def save(self, listings: Listings) -> None:
         """Store ``listings`` under this cache's key (written aside, then renamed over the old file)."""
-        stored = {"key": self.key, **asdict(listings)}
+        stored = {"key": self.key, **listings._asdict()}
         temporary = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +100,7 @@ class ListingCache:
 
 def listing_key(settings: ListingSettings) -> Any:
     """The installed code and ``settings``, as JSON (compared whole: a few KB, and no digest to import)."""
-    key = {"layout": LAYOUT, "code": code_fingerprint(), "settings": asdict(settings)}
+    key = {"layout": LAYOUT, "code": code_fingerprint(), "settings": settings._asdict()}
     return json.loads(json.dumps(key))
 
 
