@@ -1,11 +1,12 @@
 """The MCP server object hosts talk to: lean lists, one-sentence failures, and tools built on first need.
 
 :class:`PiAPIMCPServer` is the SDK's ``MCPServer`` with piapi-mcp's manners. ``piapi_mcp.server`` fills
-it with the tools, resources and prompts; given ``populate`` and a :class:`~piapi_mcp.listings.ListingCache`
-that holds the lists of a previous start, it answers a host's start-up lists from the cache and calls
-``populate`` (which imports the catalog and derives the schemas) only on the first request that needs
-the real thing: a call, a read, a prompt, or a list the cache does not have. This module imports
-nothing of the catalog, so a restart is ready for ``tools/list`` about as soon as the SDK is.
+it with the tools, resources and prompts (``populate``, which imports the catalog and derives the
+schemas), on the first request that needs them: a call, a read, a prompt, or a list the
+:class:`~piapi_mcp.listings.ListingCache` does not have. Until then a restart answers the host's
+start-up lists from that cache. :func:`create_deferred_server` also leaves the settings (the ledger,
+the duration estimator...) to that first request (``prepare``). This module imports nothing of the
+catalog, so a restart is ready for ``tools/list`` about as soon as the SDK is.
 """
 
 from __future__ import annotations
