@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -66,6 +66,8 @@ _OUTPUT_URI: Final = re.compile(r"^piapi://tasks/[^/]+/outputs/\d+$")
 
 #: Registers the tools, resources and prompts on the server it is given.
 Populate = Callable[["PiAPIMCPServer"], None]
+#: One of the lists a host asks for.
+Item = TypeVar("Item", MCPTool, MCPResource, MCPResourceTemplate, MCPPrompt)
 #: Gets ready what ``Populate`` needs (the ledger, the duration estimator...), on first need.
 Prepare = Callable[[], Awaitable[None]]
 
@@ -147,13 +149,11 @@ class PiAPIMCPServer(MCPServer[Any]):
         (``task_id``, ``status``, ``done``, ``outputs``), which the same results satisfy, and
         ``list_tasks`` the top of its listing (each entry is described by ``piapi://tasks``' JSON).
         """
-        if self._answers_from_cache:
-            assert self._remembered is not None
-            return [MCPTool.model_validate(tool) for tool in self._remembered.tools]
-        await self.ready()
-        tools = self._lean_tools(await super().list_tools())
-        await self._check_listings()
-        return tools
+
+        async def lean() -> list[MCPTool]:
+            return self._lean_tools(await super(PiAPIMCPServer, self).list_tools())
+
+        return await self._listed("tools", MCPTool, lean)
 
     def _lean_tools(self, tools: list[MCPTool]) -> list[MCPTool]:
         from piapi_mcp.arguments import lean_schema, output_shape
@@ -190,31 +190,24 @@ class PiAPIMCPServer(MCPServer[Any]):
 
     async def list_resources(self) -> list[MCPResource]:
         """The resources (the catalog, the tasks, the task card)."""
-        if self._answers_from_cache:
-            assert self._remembered is not None
-            return [MCPResource.model_validate(item) for item in self._remembered.resources]
-        await self.ready()
-        listed = await super().list_resources()
-        await self._check_listings()
-        return listed
+        return await self._listed("resources", MCPResource, super().list_resources)
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
         """The resource templates (one catalog entry, one task, one output)."""
-        if self._answers_from_cache:
-            assert self._remembered is not None
-            return [MCPResourceTemplate.model_validate(item) for item in self._remembered.resource_templates]
-        await self.ready()
-        listed = await super().list_resource_templates()
-        await self._check_listings()
-        return listed
+        return await self._listed("resource_templates", MCPResourceTemplate, super().list_resource_templates)
 
     async def list_prompts(self) -> list[MCPPrompt]:
         """The prompts hosts offer as slash commands."""
+        return await self._listed("prompts", MCPPrompt, super().list_prompts)
+
+    async def _listed(
+        self, field: str, kind: type[Item], live: Callable[[], Awaitable[list[Item]]]
+    ) -> list[Item]:
+        """A list: the remembered one while nothing is built, else the real one (checked against it)."""
         if self._answers_from_cache:
-            assert self._remembered is not None
-            return [MCPPrompt.model_validate(item) for item in self._remembered.prompts]
+            return [kind.model_validate(item) for item in getattr(self._remembered, field)]
         await self.ready()
-        listed = await super().list_prompts()
+        listed = await live()
         await self._check_listings()
         return listed
 
@@ -228,8 +221,8 @@ class PiAPIMCPServer(MCPServer[Any]):
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         # The SDK's Streamable HTTP transport asks it before a call (to check Mcp-Param headers). It
-        # cannot wait for ``prepare``: until that has run (HTTP hosting runs it before serving), the
-        # SDK skips the check, as it does for a tool it cannot find.
+        # cannot wait for ``prepare`` (HTTP hosting settles its settings before serving, so it has
+        # none): until ``prepare`` has run, the SDK skips the check, as for a tool it cannot find.
         if self._prepare is None:
             self._fill()
         return super()._tool_input_schema(name)
