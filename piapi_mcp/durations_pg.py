@@ -22,18 +22,22 @@ from typing import Final
 import anyio
 import psycopg
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from psycopg_pool import AsyncConnectionPool
 
-from piapi_mcp.ledger_pg import _LOCK_SCHEMA, Conn, hide_password_in_library_logs, redact_url
+from piapi_mcp.ledger_pg import (
+    _LOCK_SCHEMA,
+    CONNECT_TIMEOUT_SECONDS,
+    STATEMENT_TIMEOUT_SECONDS,
+    Conn,
+    hide_password_in_library_logs,
+    new_pool,
+    redact_url,
+)
 from piapi_mcp.waiting import ESTIMATE_WINDOW, DurationEstimator, Key, _seconds_list
 
 logger = logging.getLogger("piapi_mcp")
 
 #: The table of samples (one row per completed task, the newest few per entry kept).
 TABLE: Final = "task_durations"
-#: Seconds to open the connection, and for one statement.
-CONNECT_TIMEOUT_SECONDS: Final = 5.0
-STATEMENT_TIMEOUT_SECONDS: Final = 10.0
 #: Samples waiting to be written at most; past it, new ones are kept locally only.
 _QUEUE_SIZE: Final = 256
 
@@ -74,18 +78,12 @@ class SharedDurationEstimator(DurationEstimator):
         self.shown_url = redact_url(url)
         self._password = hide_password_in_library_logs(url)
         self._connect_timeout = connect_timeout
-        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        self._pool = new_pool(
             url,
-            min_size=1,
             max_size=1,
-            timeout=connect_timeout,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            kwargs={
-                "connect_timeout": max(2, round(connect_timeout)),
-                "options": f"-c statement_timeout={round(STATEMENT_TIMEOUT_SECONDS * 1000)}",
-                "autocommit": True,
-            },
+            acquire_timeout=connect_timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout=STATEMENT_TIMEOUT_SECONDS,
         )
         #: Where :meth:`_learn` queues samples for the writer, while :meth:`running`.
         self._send: MemoryObjectSendStream[Sample] | None = None

@@ -24,10 +24,14 @@ from typing import Final
 import anyio
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from piapi_mcp.events import LocalTaskEvents, TaskSubscription
-from piapi_mcp.ledger_pg import Conn, hide_password_in_library_logs, redact_url
+from piapi_mcp.ledger_pg import (
+    CONNECT_TIMEOUT_SECONDS,
+    hide_password_in_library_logs,
+    new_pool,
+    redact_url,
+)
 from piapi_mcp.models import valid_task_id
 from piapi_mcp.timing import Clock, SystemClock
 
@@ -37,8 +41,7 @@ logger = logging.getLogger("piapi_mcp")
 CHANNEL: Final = "piapi_task"
 #: How the listen connection shows in ``pg_stat_activity`` (operators, and the tests, find it by it).
 APPLICATION_NAME: Final = "piapi-mcp task events"
-#: Seconds to open a connection, and to wait for one to send a ``NOTIFY`` on.
-CONNECT_TIMEOUT_SECONDS: Final = 5.0
+#: Seconds to wait for a connection to send a ``NOTIFY`` on (opening one: the ledger's time-out).
 NOTIFY_TIMEOUT_SECONDS: Final = 2.0
 #: Back-off between attempts to reopen the listen connection: first, then doubled up to the last.
 FIRST_RETRY_SECONDS: Final = 0.1
@@ -68,14 +71,8 @@ class PostgresTaskEvents:
         self._password = hide_password_in_library_logs(url)
         self._connect_timeout = connect_timeout
         self._local = LocalTaskEvents()
-        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=2,
-            timeout=notify_timeout,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            kwargs={"connect_timeout": max(2, round(connect_timeout)), "autocommit": True},
+        self._pool = new_pool(
+            url, max_size=2, acquire_timeout=notify_timeout, connect_timeout=connect_timeout
         )
         self._running = False
         #: Task ids subscribed to now, with how many subscriptions each (woken after a reconnect).

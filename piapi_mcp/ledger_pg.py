@@ -105,6 +105,34 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
+def new_pool(
+    url: str,
+    *,
+    max_size: int,
+    acquire_timeout: float,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: float | None = None,
+) -> AsyncConnectionPool[Conn]:
+    """An unopened pool of autocommit connections to ``url`` (the ledger's, the events', the durations').
+
+    ``acquire_timeout`` bounds the wait for a free connection, ``statement_timeout`` (if given) every
+    statement. Each connection is checked at checkout, so one broken by a database restart is found
+    then, not in the middle of an operation.
+    """
+    options: dict[str, Any] = {"connect_timeout": max(2, round(connect_timeout)), "autocommit": True}
+    if statement_timeout is not None:
+        options["options"] = f"-c statement_timeout={round(statement_timeout * 1000)}"
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        timeout=acquire_timeout,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs=options,
+    )
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) shown as ``***``: the one form of the URL that may be shown."""
     try:
@@ -179,19 +207,12 @@ class PostgresLedger:
         self.notice: str | None = None
         self.fallback_path = state_dir / FALLBACK_FILE_NAME if state_dir is not None else None
         self._connect_timeout = connect_timeout
-        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        self._pool = new_pool(
             url,
-            min_size=1,
             max_size=max_size,
-            timeout=acquire_timeout,
-            open=False,
-            # A connection broken by a database restart is found at checkout, not mid-claim.
-            check=AsyncConnectionPool.check_connection,
-            kwargs={
-                "connect_timeout": max(2, round(connect_timeout)),
-                "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
-                "autocommit": True,
-            },
+            acquire_timeout=acquire_timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
         self._started = False
         self._starting = anyio.Lock()
