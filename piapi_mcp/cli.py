@@ -262,15 +262,14 @@ async def serve(config: Config, transport: str, host: str, port: int) -> None:
     elif config.auth_token:
         logger.info("stdio transport: the auth token is not used (only HTTP transports check it)")
     webhook = _webhook_target(config, transport)
-    from piapi_mcp.card import media_origins
     from piapi_mcp.listings import ListingSettings
     from piapi_mcp.mcp_server import create_deferred_server, create_server
 
     async with _piapi_client(config) as (client, simulated), AsyncExitStack() as running:
         # Simulated outputs never sit beside paid ones: they go to their own sub-folder.
         output_dir = sandbox_output_dir(config.output_dir) if simulated else config.output_dir
-        listing = ListingSettings(
-            media_origins=tuple(media_origins(client.base_url)),
+        listing = ListingSettings.of(
+            client.base_url,
             wait_seconds=config.wait_seconds,
             dedup_seconds=config.dedup_seconds,
             task_card=True,

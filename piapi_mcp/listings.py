@@ -50,6 +50,15 @@ class ListingSettings(NamedTuple):
     dedup_seconds: float
     task_card: bool
 
+    @classmethod
+    def of(
+        cls, base_url: str, *, wait_seconds: float, dedup_seconds: float, task_card: bool
+    ) -> ListingSettings:
+        """The settings of a server over PiAPI at ``base_url`` (only its media origin is kept)."""
+        from piapi_mcp.card import media_origins
+
+        return cls(tuple(media_origins(base_url)), wait_seconds, dedup_seconds, task_card)
+
 
 class ListingCache:
     """The lists last published for one key, in ``folder``/``listings.json``.

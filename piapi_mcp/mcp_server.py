@@ -318,10 +318,8 @@ def create_deferred_server(
 
 def listing_settings(base_url: str, settings: ServerSettings) -> ListingSettings:
     """What of ``settings`` (and of the PiAPI base URL) the lists show."""
-    from piapi_mcp.card import media_origins
-
-    return ListingSettings(
-        media_origins=tuple(media_origins(base_url)),
+    return ListingSettings.of(
+        base_url,
         wait_seconds=settings.wait_seconds,
         dedup_seconds=settings.dedup_seconds,
         task_card=settings.task_card,
