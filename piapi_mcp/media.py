@@ -479,6 +479,23 @@ class ImageResolver:
 _PIL_FORMATS: Final = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 
 
+def _unreadable_image_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for bytes it cannot or will not read (imported with Pillow, on first use).
+
+    ``DecompressionBombWarning`` is raised, not just shown, where warnings are errors.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    return (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    )
+
+
 def picture_size(data: bytes, found: ImageKind) -> tuple[int, int] | None:
     """An image's (width, height) from its header alone (no pixel is decoded), or ``None``.
 
@@ -487,19 +504,12 @@ def picture_size(data: bytes, found: ImageKind) -> tuple[int, int] | None:
     pil_format = _PIL_FORMATS.get(found.extension)
     if pil_format is None:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=[pil_format]) as opened:
             width, height = opened.size
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ):
+    except _unreadable_image_errors():
         return None
     return (width, height) if width > 0 and height > 0 else None
 
@@ -1160,7 +1170,7 @@ def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, s
     """
     if kind is None or kind.pil_format is None:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with _readable(source) as handle, Image.open(handle, formats=[kind.pil_format]) as opened:
@@ -1172,14 +1182,7 @@ def make_preview(source: Path | bytes, kind: MediaKind | None) -> tuple[bytes, s
             if width * height > PREVIEW_MAX_PIXELS:
                 return None
             image = _reduced(opened, PREVIEW_MAX_SIDE)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,  # raised, not just shown, where warnings are errors
-    ):
+    except _unreadable_image_errors():
         return None
     # Bilinear after a whole-factor reduce: about half Lanczos's CPU, no visible loss at this size.
     bilinear = Image.Resampling.BILINEAR
